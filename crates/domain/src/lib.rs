@@ -4,6 +4,7 @@
 //! network, no clock reads (callers pass timestamps in).
 
 pub mod ci_event;
+pub mod condition;
 pub mod ids;
 pub mod severity;
 pub mod vendor;

@@ -1,1 +1,4 @@
-//! placeholder
+//! Helpers shared by the integration tests: the real-world corpus, spawning the app on port 0,
+//! fresh databases. Never linked into the server.
+
+pub mod webhook_corpus;

@@ -1,0 +1,1 @@
+//! Condition groups without code (placeholder until the engine lands).
