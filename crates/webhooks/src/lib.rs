@@ -3,9 +3,24 @@
 //! One module per vendor. Everything here is pure: no database, no network, no clock, no
 //! logging of secrets. Verification always runs over the raw body as received, in constant
 //! time, before any parsing.
+//!
+//! Only vendors of the `ci_webhook` archetype send webhooks here. For any other vendor
+//! [`verify`] answers [`Verification::Invalid`] and [`parse`] an event of type `other`, so a
+//! misrouted delivery can never be accepted as authentic.
 
-use domain::{NormalizedEvent, Vendor};
+mod auth;
+mod azure_devops;
+mod bamboo;
+mod bitbucket;
+mod common;
+mod github;
+mod gitlab;
+mod jenkins;
+
+use domain::{EventType, NormalizedEvent, Vendor};
 use http::HeaderMap;
+
+pub use auth::sign_hex;
 
 /// One inbound request, as received.
 #[derive(Clone, Copy, Debug)]
@@ -59,13 +74,36 @@ pub enum ParseError {
 }
 
 /// Checks the delivery with the vendor's own mechanism against each active secret.
+///
+/// `secrets[0]` is the current secret and `secrets[1]` the previous one; empty secrets never
+/// match. The answer says which slot matched.
 pub fn verify(vendor: Vendor, delivery: &Delivery<'_>, secrets: &[Secret]) -> Verification {
-    let _ = (vendor, delivery, secrets);
-    unimplemented!("vendor modules")
+    match vendor {
+        Vendor::Github => github::verify(delivery, secrets),
+        Vendor::Gitlab => gitlab::verify(delivery, secrets),
+        Vendor::AzureDevops => azure_devops::verify(delivery, secrets),
+        Vendor::Bitbucket => bitbucket::verify(delivery, secrets),
+        Vendor::Jenkins => jenkins::verify(delivery, secrets),
+        Vendor::Bamboo => bamboo::verify(delivery, secrets),
+        _ => Verification::Invalid,
+    }
 }
 
 /// Parses a verified delivery into a normalized CI event.
+///
+/// Call it only after [`verify`] (or the unsigned-hook policy) accepted the delivery: GitHub's
+/// form-encoded bodies, for one, are decoded here, after their signature was checked.
 pub fn parse(vendor: Vendor, delivery: &Delivery<'_>) -> Result<Parsed, ParseError> {
-    let _ = (vendor, delivery);
-    unimplemented!("vendor modules")
+    match vendor {
+        Vendor::Github => github::parse(delivery),
+        Vendor::Gitlab => gitlab::parse(delivery),
+        Vendor::AzureDevops => azure_devops::parse(delivery),
+        Vendor::Bitbucket => bitbucket::parse(delivery),
+        Vendor::Jenkins => jenkins::parse(delivery),
+        Vendor::Bamboo => bamboo::parse(delivery),
+        other => {
+            let event = NormalizedEvent::new(other.as_str(), EventType::Other);
+            Ok(Parsed::Event(Box::new(event)))
+        }
+    }
 }
