@@ -5,6 +5,7 @@
 
 pub mod ci_event;
 pub mod condition;
+pub mod duration;
 pub mod ids;
 pub mod severity;
 pub mod vendor;
