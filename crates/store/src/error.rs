@@ -1,0 +1,58 @@
+//! The storage error: what went wrong, and whether trying again may help.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the same call may succeed later (connection lost, pool exhausted, locked).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
+                StoreError::Unavailable(err)
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(err: serde_json::Error) -> Self {
+        StoreError::Corrupt(err.to_string())
+    }
+}
+
+/// SQLite BUSY/LOCKED and PostgreSQL's connection, shutdown and serialization classes.
+fn is_transient_code(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    matches!(code, "5" | "6" | "261" | "517")
+        || code.starts_with("08")
+        || code.starts_with("57P")
+        || code == "40001"
+        || code == "40P01"
+}

@@ -1,0 +1,410 @@
+//! The PostgreSQL backend, for production and for several replicas sharing one database.
+//! Queue claims use `FOR UPDATE SKIP LOCKED`, so replicas never take the same row.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use domain::{CiEvent, CiEventId, IntegrationId, Vendor};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::records::{
+    DeliveryOutcome, IntegrationRecord, NewDelivery, NewPlatformEvent, NewRejection, PlatformEvent,
+    Role, TokenRecord,
+};
+use crate::{Result, Store, StoreError};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+const CI_EVENT_COLUMNS: &str = "id, integration_id, vendor, received_at, event, signature_valid, \
+                                secret_slot, action_taken, repeat_count";
+
+fn vendor(s: &str) -> Result<Vendor> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown vendor {s:?}")))
+}
+
+fn ci_event_from_row(row: &PgRow) -> Result<CiEvent> {
+    let Json(event) = row.try_get("event")?;
+    let slot: Option<i16> = row.try_get("secret_slot")?;
+    Ok(CiEvent {
+        id: CiEventId(row.try_get("id")?),
+        integration_id: IntegrationId(row.try_get("integration_id")?),
+        vendor: vendor(row.try_get::<&str, _>("vendor")?)?,
+        received_at: row.try_get("received_at")?,
+        event,
+        signature_valid: row.try_get("signature_valid")?,
+        secret_slot: slot.map(|s| s as u8),
+        action_taken: row.try_get("action_taken")?,
+        repeat_count: row.try_get("repeat_count")?,
+    })
+}
+
+fn integration_from_row(row: &PgRow) -> Result<IntegrationRecord> {
+    Ok(IntegrationRecord {
+        id: IntegrationId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        vendor: vendor(row.try_get::<&str, _>("vendor")?)?,
+        config: row.try_get("config")?,
+        sealed_secrets: row.try_get("sealed_secrets")?,
+        sealed_auth: row.try_get("sealed_auth")?,
+        is_active: row.try_get("is_active")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn platform_event_from_row(row: &PgRow) -> Result<PlatformEvent> {
+    Ok(PlatformEvent {
+        seq: row.try_get("seq")?,
+        id: domain::ids::PlatformEventId(row.try_get("id")?),
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn insert_platform_event(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &NewPlatformEvent,
+) -> Result<i64> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO platform_events (id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4) RETURNING seq",
+    )
+    .bind(event.id.0)
+    .bind(&event.event_type)
+    .bind(&event.payload)
+    .bind(event.created_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(seq)
+}
+
+async fn insert_delivery(
+    tx: &mut Transaction<'_, Postgres>,
+    d: &NewDelivery,
+) -> Result<DeliveryOutcome> {
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO ci_events (id, integration_id, vendor, received_at, delivery_id, \
+         vendor_event, event_type, signature_valid, secret_slot, action_taken, event, payload, \
+         state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, 'pending') \
+         ON CONFLICT (integration_id, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING \
+         RETURNING id",
+    )
+    .bind(d.id.0)
+    .bind(d.integration_id.0)
+    .bind(d.vendor.as_str())
+    .bind(d.received_at)
+    .bind(d.event.delivery_id.as_deref())
+    .bind(&d.event.vendor_event)
+    .bind(d.event.event_type.as_str())
+    .bind(d.signature_valid)
+    .bind(d.secret_slot.map(i16::from))
+    .bind(Json(&d.event))
+    .bind(&d.payload)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if inserted.is_some() {
+        return Ok(DeliveryOutcome::Stored(d.id));
+    }
+
+    let original: Uuid = sqlx::query_scalar(
+        "SELECT id FROM ci_events WHERE integration_id = $1 AND delivery_id = $2",
+    )
+    .bind(d.integration_id.0)
+    .bind(d.event.delivery_id.as_deref())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(DeliveryOutcome::Duplicate(CiEventId(original)))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Config(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token.id.0)
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(&token.token_hash)
+        .bind(token.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, token_hash, created_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(TokenRecord {
+                id: domain::ids::TokenId(row.try_get("id")?),
+                name: row.try_get("name")?,
+                role: Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+                token_hash: row.try_get("token_hash")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_integration(&self, i: &IntegrationRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO integrations (id, name, vendor, config, sealed_secrets, sealed_auth, \
+             is_active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(i.id.0)
+        .bind(&i.name)
+        .bind(i.vendor.as_str())
+        .bind(&i.config)
+        .bind(&i.sealed_secrets)
+        .bind(&i.sealed_auth)
+        .bind(i.is_active)
+        .bind(i.created_at)
+        .bind(i.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_integration(&self, id: IntegrationId) -> Result<Option<IntegrationRecord>> {
+        let row = sqlx::query("SELECT * FROM integrations WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(integration_from_row).transpose()
+    }
+
+    async fn list_integrations(
+        &self,
+        after: Option<IntegrationId>,
+        limit: u32,
+    ) -> Result<Vec<IntegrationRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM integrations WHERE deleted_at IS NULL \
+             AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|a| a.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(integration_from_row).collect()
+    }
+
+    async fn update_integration(&self, i: &IntegrationRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE integrations SET name = $2, config = $3, sealed_secrets = $4, \
+             sealed_auth = $5, is_active = $6, updated_at = $7 \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(i.id.0)
+        .bind(&i.name)
+        .bind(&i.config)
+        .bind(&i.sealed_secrets)
+        .bind(&i.sealed_auth)
+        .bind(i.is_active)
+        .bind(i.updated_at)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_integration(&self, id: IntegrationId) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE integrations SET deleted_at = $2, is_active = false \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.0)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn insert_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<DeliveryOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            outcomes.push(insert_delivery(&mut tx, delivery).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn insert_rejection(&self, r: &NewRejection) -> Result<CiEventId> {
+        let mut event = domain::NormalizedEvent::new(&r.vendor_event, domain::EventType::Other);
+        event.delivery_id = r.delivery_id.clone();
+        sqlx::query(
+            "INSERT INTO ci_events (id, integration_id, vendor, received_at, delivery_id, \
+             vendor_event, event_type, signature_valid, action_taken, event, state) \
+             VALUES ($1, $2, $3, $4, NULL, $5, 'other', false, $6, $7, 'none')",
+        )
+        .bind(r.id.0)
+        .bind(r.integration_id.0)
+        .bind(r.vendor.as_str())
+        .bind(r.received_at)
+        .bind(&r.vendor_event)
+        .bind(&r.action_taken)
+        .bind(Json(&event))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.id)
+    }
+
+    async fn add_rejection_repeats(&self, id: CiEventId, count: i64) -> Result<()> {
+        sqlx::query("UPDATE ci_events SET repeat_count = repeat_count + $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(count)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_ci_events(&self, integration: IntegrationId, limit: u32) -> Result<Vec<CiEvent>> {
+        let sql = format!(
+            "SELECT {CI_EVENT_COLUMNS} FROM ci_events WHERE integration_id = $1 \
+             ORDER BY id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(integration.0)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ci_event_from_row).collect()
+    }
+
+    async fn get_ci_event(&self, id: CiEventId) -> Result<Option<CiEvent>> {
+        let sql = format!("SELECT {CI_EVENT_COLUMNS} FROM ci_events WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ci_event_from_row).transpose()
+    }
+
+    async fn claim_ci_events(&self, limit: u32, lease: Duration) -> Result<Vec<CiEvent>> {
+        let sql = format!(
+            "UPDATE ci_events SET locked_until = now() + $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM ci_events WHERE state = 'pending' \
+               AND (locked_until IS NULL OR locked_until < now()) ORDER BY id LIMIT $2 \
+               FOR UPDATE SKIP LOCKED) \
+             RETURNING {CI_EVENT_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lease)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events: Vec<CiEvent> = rows.iter().map(ci_event_from_row).collect::<Result<_>>()?;
+        events.sort_by_key(|e| e.id);
+        Ok(events)
+    }
+
+    async fn finish_ci_event(
+        &self,
+        id: CiEventId,
+        action_taken: &str,
+        emit: &[NewPlatformEvent],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
+             WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id.0)
+        .bind(action_taken)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for event in emit {
+            insert_platform_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent> {
+        let mut tx = self.pool.begin().await?;
+        let seq = insert_platform_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(PlatformEvent {
+            seq,
+            id: event.id,
+            event_type: event.event_type.clone(),
+            payload: event.payload.clone(),
+            created_at: event.created_at,
+        })
+    }
+
+    async fn list_platform_events(
+        &self,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<PlatformEvent>> {
+        let rows = match after_seq {
+            Some(after) => {
+                sqlx::query("SELECT * FROM platform_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM platform_events ORDER BY seq DESC LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(platform_event_from_row).collect()
+    }
+}

@@ -1,0 +1,436 @@
+//! The SQLite backend: the embedded default. WAL journal with `synchronous=FULL`, so a
+//! committed transaction survives power loss; one writer connection (SQLite allows one writer
+//! at a time anyway) and a small pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use domain::{CiEvent, CiEventId, IntegrationId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::records::{
+    DeliveryOutcome, IntegrationRecord, NewDelivery, NewPlatformEvent, NewRejection, PlatformEvent,
+    Role, TokenRecord,
+};
+use crate::{Result, Store, StoreError};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(false))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+}
+
+const CI_EVENT_COLUMNS: &str = "id, integration_id, vendor, received_at, event, signature_valid, \
+                                secret_slot, action_taken, repeat_count";
+
+fn parse_id<T: FromStr>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
+}
+
+fn ci_event_from_row(row: &SqliteRow) -> Result<CiEvent> {
+    let vendor: String = row.try_get("vendor")?;
+    let event: String = row.try_get("event")?;
+    let slot: Option<i64> = row.try_get("secret_slot")?;
+    Ok(CiEvent {
+        id: parse_id(row.try_get::<&str, _>("id")?)?,
+        integration_id: parse_id(row.try_get::<&str, _>("integration_id")?)?,
+        vendor: parse_id_vendor(&vendor)?,
+        received_at: row.try_get("received_at")?,
+        event: serde_json::from_str(&event)?,
+        signature_valid: row.try_get("signature_valid")?,
+        secret_slot: slot.map(|s| s as u8),
+        action_taken: row.try_get("action_taken")?,
+        repeat_count: row.try_get("repeat_count")?,
+    })
+}
+
+fn parse_id_vendor(s: &str) -> Result<domain::Vendor> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown vendor {s:?}")))
+}
+
+fn integration_from_row(row: &SqliteRow) -> Result<IntegrationRecord> {
+    let config: String = row.try_get("config")?;
+    Ok(IntegrationRecord {
+        id: parse_id(row.try_get::<&str, _>("id")?)?,
+        name: row.try_get("name")?,
+        vendor: parse_id_vendor(row.try_get::<&str, _>("vendor")?)?,
+        config: serde_json::from_str(&config)?,
+        sealed_secrets: row.try_get("sealed_secrets")?,
+        sealed_auth: row.try_get("sealed_auth")?,
+        is_active: row.try_get("is_active")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn platform_event_from_row(row: &SqliteRow) -> Result<PlatformEvent> {
+    let payload: String = row.try_get("payload")?;
+    Ok(PlatformEvent {
+        seq: row.try_get("seq")?,
+        id: parse_id(row.try_get::<&str, _>("id")?)?,
+        event_type: row.try_get("event_type")?,
+        payload: serde_json::from_str(&payload)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn insert_platform_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: &NewPlatformEvent,
+) -> Result<i64> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO platform_events (id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4) RETURNING seq",
+    )
+    .bind(event.id.to_string())
+    .bind(&event.event_type)
+    .bind(serde_json::to_string(&event.payload)?)
+    .bind(event.created_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(seq)
+}
+
+async fn insert_delivery(
+    tx: &mut Transaction<'_, Sqlite>,
+    d: &NewDelivery,
+) -> Result<DeliveryOutcome> {
+    let inserted: Option<String> = sqlx::query_scalar(
+        "INSERT INTO ci_events (id, integration_id, vendor, received_at, delivery_id, \
+         vendor_event, event_type, signature_valid, secret_slot, action_taken, event, payload, \
+         state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, 'pending') \
+         ON CONFLICT (integration_id, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING \
+         RETURNING id",
+    )
+    .bind(d.id.to_string())
+    .bind(d.integration_id.to_string())
+    .bind(d.vendor.as_str())
+    .bind(d.received_at)
+    .bind(d.event.delivery_id.as_deref())
+    .bind(&d.event.vendor_event)
+    .bind(d.event.event_type.as_str())
+    .bind(d.signature_valid)
+    .bind(d.secret_slot.map(i64::from))
+    .bind(serde_json::to_string(&d.event)?)
+    .bind(&d.payload)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if inserted.is_some() {
+        return Ok(DeliveryOutcome::Stored(d.id));
+    }
+
+    let original: String = sqlx::query_scalar(
+        "SELECT id FROM ci_events WHERE integration_id = $1 AND delivery_id = $2",
+    )
+    .bind(d.integration_id.to_string())
+    .bind(d.event.delivery_id.as_deref())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(DeliveryOutcome::Duplicate(parse_id(&original)?))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await
+            .map_err(|e| StoreError::Config(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token.id.to_string())
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(&token.token_hash)
+        .bind(token.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, token_hash, created_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(TokenRecord {
+                id: parse_id(row.try_get::<&str, _>("id")?)?,
+                name: row.try_get("name")?,
+                role: Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+                token_hash: row.try_get("token_hash")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_integration(&self, i: &IntegrationRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO integrations (id, name, vendor, config, sealed_secrets, sealed_auth, \
+             is_active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(i.id.to_string())
+        .bind(&i.name)
+        .bind(i.vendor.as_str())
+        .bind(serde_json::to_string(&i.config)?)
+        .bind(&i.sealed_secrets)
+        .bind(&i.sealed_auth)
+        .bind(i.is_active)
+        .bind(i.created_at)
+        .bind(i.updated_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_integration(&self, id: IntegrationId) -> Result<Option<IntegrationRecord>> {
+        let row = sqlx::query("SELECT * FROM integrations WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(integration_from_row).transpose()
+    }
+
+    async fn list_integrations(
+        &self,
+        after: Option<IntegrationId>,
+        limit: u32,
+    ) -> Result<Vec<IntegrationRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM integrations WHERE deleted_at IS NULL AND ($1 IS NULL OR id > $1) \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|a| a.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(integration_from_row).collect()
+    }
+
+    async fn update_integration(&self, i: &IntegrationRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE integrations SET name = $2, config = $3, sealed_secrets = $4, \
+             sealed_auth = $5, is_active = $6, updated_at = $7 \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(i.id.to_string())
+        .bind(&i.name)
+        .bind(serde_json::to_string(&i.config)?)
+        .bind(&i.sealed_secrets)
+        .bind(&i.sealed_auth)
+        .bind(i.is_active)
+        .bind(i.updated_at)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_integration(&self, id: IntegrationId) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE integrations SET deleted_at = $2, is_active = 0 \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(Utc::now())
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn insert_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<DeliveryOutcome>> {
+        let mut tx = self.writer.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            outcomes.push(insert_delivery(&mut tx, delivery).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn insert_rejection(&self, r: &NewRejection) -> Result<CiEventId> {
+        let mut event = domain::NormalizedEvent::new(&r.vendor_event, domain::EventType::Other);
+        event.delivery_id = r.delivery_id.clone();
+        sqlx::query(
+            "INSERT INTO ci_events (id, integration_id, vendor, received_at, delivery_id, \
+             vendor_event, event_type, signature_valid, action_taken, event, state) \
+             VALUES ($1, $2, $3, $4, NULL, $5, 'other', 0, $6, $7, 'none')",
+        )
+        .bind(r.id.to_string())
+        .bind(r.integration_id.to_string())
+        .bind(r.vendor.as_str())
+        .bind(r.received_at)
+        .bind(&r.vendor_event)
+        .bind(&r.action_taken)
+        .bind(serde_json::to_string(&event)?)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.id)
+    }
+
+    async fn add_rejection_repeats(&self, id: CiEventId, count: i64) -> Result<()> {
+        sqlx::query("UPDATE ci_events SET repeat_count = repeat_count + $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(count)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_ci_events(&self, integration: IntegrationId, limit: u32) -> Result<Vec<CiEvent>> {
+        let sql = format!(
+            "SELECT {CI_EVENT_COLUMNS} FROM ci_events WHERE integration_id = $1 \
+             ORDER BY id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(integration.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(ci_event_from_row).collect()
+    }
+
+    async fn get_ci_event(&self, id: CiEventId) -> Result<Option<CiEvent>> {
+        let sql = format!("SELECT {CI_EVENT_COLUMNS} FROM ci_events WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(ci_event_from_row).transpose()
+    }
+
+    async fn claim_ci_events(&self, limit: u32, lease: Duration) -> Result<Vec<CiEvent>> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let sql = format!(
+            "UPDATE ci_events SET locked_until = $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM ci_events WHERE state = 'pending' \
+               AND (locked_until IS NULL OR locked_until < $2) ORDER BY id LIMIT $3) \
+             RETURNING {CI_EVENT_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?;
+        let mut events: Vec<CiEvent> = rows.iter().map(ci_event_from_row).collect::<Result<_>>()?;
+        events.sort_by_key(|e| e.id);
+        Ok(events)
+    }
+
+    async fn finish_ci_event(
+        &self,
+        id: CiEventId,
+        action_taken: &str,
+        emit: &[NewPlatformEvent],
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query(
+            "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
+             WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id.to_string())
+        .bind(action_taken)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for event in emit {
+            insert_platform_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent> {
+        let mut tx = self.writer.begin().await?;
+        let seq = insert_platform_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(PlatformEvent {
+            seq,
+            id: event.id,
+            event_type: event.event_type.clone(),
+            payload: event.payload.clone(),
+            created_at: event.created_at,
+        })
+    }
+
+    async fn list_platform_events(
+        &self,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<PlatformEvent>> {
+        let rows = match after_seq {
+            Some(after) => {
+                sqlx::query("SELECT * FROM platform_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.readers)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM platform_events ORDER BY seq DESC LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.readers)
+                    .await?
+            }
+        };
+        rows.iter().map(platform_event_from_row).collect()
+    }
+}
