@@ -1,0 +1,7 @@
+//! fortify
+
+use crate::{ImportError, ParsedScan};
+
+pub(crate) fn parse(_input: &[u8]) -> Result<ParsedScan, ImportError> {
+    Err(ImportError::Empty)
+}

@@ -1,0 +1,108 @@
+//! Hostile and broken input: every case ends in the right error, never a panic.
+
+use importers::{Format, ImportError, Position};
+
+use crate::fingerprints::fixture;
+
+fn parse_both(format: Format, input: &[u8]) -> [Result<importers::ParsedScan, ImportError>; 2] {
+    [
+        importers::parse(format, input),
+        importers::parse_reader(format, input),
+    ]
+}
+
+#[test]
+fn empty_body_is_empty_for_every_format() {
+    for format in Format::ALL {
+        for result in parse_both(format, b"") {
+            assert!(
+                matches!(result, Err(ImportError::Empty)),
+                "{format}: {result:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncated_json_names_where_it_stopped() {
+    let err = importers::parse(Format::Trivy, &fixture("truncated-trivy.json")).unwrap_err();
+
+    let ImportError::Malformed {
+        format,
+        at,
+        message,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*format, Format::Trivy);
+    assert!(matches!(at, Position::LineColumn { line: 8, .. }), "{at:?}");
+    assert!(message.contains("truncated"), "{message}");
+}
+
+#[test]
+fn truncated_sarif_fails_in_both_paths() {
+    let whole = fixture("sarif-two-results.sarif");
+    for result in parse_both(Format::Sarif, &whole[..whole.len() / 2]) {
+        assert!(
+            matches!(result, Err(ImportError::Malformed { .. })),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn sarif_version_1_is_rejected() {
+    for result in parse_both(Format::Sarif, &fixture("sarif-version-1.sarif")) {
+        let Err(ImportError::UnsupportedVersion { version, .. }) = &result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(version, "1.0.0");
+    }
+}
+
+#[test]
+fn wrong_format_is_refused() {
+    let result = importers::parse(Format::Grype, &fixture("sarif-two-results.sarif"));
+
+    let Err(ImportError::WrongFormat { expected, detected }) = result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(expected, Format::Grype);
+    assert_eq!(detected, Some(Format::Sarif));
+}
+
+#[test]
+fn deep_nesting_is_too_deep() {
+    let deep = vec![b'['; 10_000];
+    let mut deep_in_sarif = br#"{"version":"2.1.0","runs":[{"results":[{"properties":"#.to_vec();
+    deep_in_sarif.extend_from_slice(&deep);
+
+    for (format, input) in [(Format::Sarif, &deep_in_sarif), (Format::Trivy, &deep)] {
+        for result in parse_both(format, input) {
+            assert!(
+                matches!(result, Err(ImportError::TooDeep { .. })),
+                "{format}: {result:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_named() {
+    let mut input = br#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"#.to_vec();
+    input.extend_from_slice(b"\xc3\x28\"}}}]}");
+
+    for result in parse_both(Format::Sarif, &input) {
+        let Err(ImportError::InvalidUtf8 { at, .. }) = &result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(
+            *at,
+            Position::LineColumn {
+                line: 1,
+                column: 56
+            }
+        );
+    }
+}
