@@ -315,7 +315,74 @@ fn other(r: Resource) -> NormalizedEvent {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use domain::Vendor;
+
     use super::*;
+    use crate::testkit::{self, fixture};
+
+    fn basic(user_pass: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
+    }
+
+    #[test]
+    fn credentials() {
+        let body = fixture("azure-pr-updated.json");
+        let verify = |auth: Option<&str>, configured: &[&str]| {
+            let pairs: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+            testkit::verify_with(Vendor::AzureDevops, &pairs, None, &body, configured)
+        };
+        let valid = Verification::Valid { slot: 0 };
+        assert_eq!(verify(Some(&basic("anyone:s3cret")), &["s3cret"]), valid);
+        assert_eq!(verify(Some(&basic("x:pa:ss")), &["pa:ss"]), valid);
+        assert_eq!(verify(Some("Bearer s3cret"), &["s3cret"]), valid);
+        assert_eq!(
+            verify(Some("bearer s3cret"), &["old", "s3cret"]),
+            Verification::Valid { slot: 1 }
+        );
+        assert_eq!(
+            verify(Some(&basic("s3cret:wrong")), &["s3cret"]),
+            Verification::Invalid
+        );
+        assert_eq!(verify(Some(&basic("user:")), &[""]), Verification::Invalid);
+        assert_eq!(
+            verify(Some("Basic !!!"), &["s3cret"]),
+            Verification::Invalid
+        );
+        assert_eq!(verify(None, &["s3cret"]), Verification::Missing);
+    }
+
+    #[test]
+    fn pull_request_update() {
+        let e = testkit::event(Vendor::AzureDevops, &[], &fixture("azure-pr-updated.json"));
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::PullRequest, Some(Action::Updated))
+        );
+        assert_eq!(e.vendor_event, "git.pullrequest.updated");
+        assert_eq!(e.branch.as_deref(), Some("topic/nuts"));
+        assert_eq!(e.merge_commit, None);
+        let expected_id =
+            "5e1f0f00-dddd-4eee-8fff-000000000002:0d7c1c8e-aaaa-4bbb-8ccc-000000000001";
+        assert_eq!(e.delivery_id.as_deref(), Some(expected_id));
+    }
+
+    #[test]
+    fn missing_fields_and_unknown_events() {
+        let e = testkit::event(Vendor::AzureDevops, &[], b"{}");
+        assert_eq!(
+            (e.event_type, e.vendor_event.as_str()),
+            (EventType::Other, "unknown")
+        );
+        let odd = br#"{"eventType": "git.push", "resource": {"refUpdates": "not-a-list"}}"#;
+        let e = testkit::event(Vendor::AzureDevops, &[], odd);
+        assert_eq!(e.event_type, EventType::Other);
+        let bad = testkit::parse_with(Vendor::AzureDevops, &[], b"{,}");
+        assert!(matches!(bad, Err(ParseError::InvalidJson(_))));
+    }
 
     #[test]
     fn legacy_source_version() {

@@ -318,7 +318,132 @@ fn other(p: Payload) -> NormalizedEvent {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use domain::Vendor;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
     use super::*;
+    use crate::testkit::{self, fixture};
+
+    fn standard_signature(key: &str, id: &str, ts: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(body);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        format!("v1,{encoded}")
+    }
+
+    #[test]
+    fn shared_token() {
+        let body = fixture("gitlab-mr-update.json");
+        let verify = |pairs: &[(&str, &str)], configured: &[&str]| {
+            testkit::verify_with(Vendor::Gitlab, pairs, None, &body, configured)
+        };
+        assert_eq!(
+            verify(&[("x-gitlab-token", "tok")], &["tok"]),
+            Verification::Valid { slot: 0 }
+        );
+        assert_eq!(
+            verify(&[("x-gitlab-token", "tok")], &["new", "tok"]),
+            Verification::Valid { slot: 1 }
+        );
+        assert_eq!(
+            verify(&[("x-gitlab-token", "nope")], &["tok"]),
+            Verification::Invalid
+        );
+        assert_eq!(
+            verify(&[("x-gitlab-token", "")], &[""]),
+            Verification::Invalid
+        );
+        assert_eq!(verify(&[], &["tok"]), Verification::Missing);
+    }
+
+    #[test]
+    fn signing_token() {
+        let body = fixture("gitlab-mr-update.json");
+        let (id, ts) = ("msg_1", "1700000000");
+        let good = standard_signature("signing", id, ts, &body);
+        let stale = standard_signature("retired", id, ts, &body);
+        let several = format!("{stale} {good}");
+        let verify = |sig: &str, body: &[u8]| {
+            let pairs = [
+                ("webhook-id", id),
+                ("webhook-timestamp", ts),
+                ("webhook-signature", sig),
+            ];
+            testkit::verify_with(Vendor::Gitlab, &pairs, None, body, &["signing"])
+        };
+        assert_eq!(verify(&good, &body), Verification::Valid { slot: 0 });
+        assert_eq!(verify(&several, &body), Verification::Valid { slot: 0 });
+        assert_eq!(verify(&stale, &body), Verification::Invalid);
+        assert_eq!(verify(&good, b"{}"), Verification::Invalid);
+        assert_eq!(verify("v1,AAAA", &body), Verification::Invalid);
+        let no_id = [
+            ("webhook-timestamp", ts),
+            ("webhook-signature", good.as_str()),
+        ];
+        let missing_id = testkit::verify_with(Vendor::Gitlab, &no_id, None, &body, &["signing"]);
+        assert_eq!(missing_id, Verification::Invalid);
+    }
+
+    #[test]
+    fn merge_request_update() {
+        let pairs = [
+            ("x-gitlab-event", "Merge Request Hook"),
+            ("idempotency-key", "idem-1"),
+        ];
+        let e = testkit::event(Vendor::Gitlab, &pairs, &fixture("gitlab-mr-update.json"));
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::PullRequest, Some(Action::Updated))
+        );
+        assert_eq!(e.vendor_event, "Merge Request Hook");
+        assert_eq!(e.repo.as_deref(), Some("team/sub/widgets"));
+        assert_eq!(e.pr_number, Some(8));
+        assert_eq!(
+            e.commit_sha.as_deref(),
+            Some("4444444444444444444444444444444444444444")
+        );
+        assert_eq!(e.delivery_id.as_deref(), Some("idem-1"));
+    }
+
+    #[test]
+    fn system_hook_push_without_object_kind() {
+        let pairs = [
+            ("x-gitlab-event", "System Hook"),
+            ("x-gitlab-event-uuid", "uuid-1"),
+        ];
+        let e = testkit::event(Vendor::Gitlab, &pairs, &fixture("gitlab-system-push.json"));
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::Push, Some(Action::Created))
+        );
+        assert_eq!(e.branch.as_deref(), Some("release"));
+        assert_eq!(e.actor.as_deref(), Some("dev3"));
+        assert_eq!(e.delivery_id.as_deref(), Some("uuid-1"));
+    }
+
+    #[test]
+    fn unknown_and_odd_shapes_are_other() {
+        let body = br#"{"object_kind": "note", "object_attributes": {"tag": "not-a-bool"}}"#;
+        let e = testkit::event(Vendor::Gitlab, &[("x-gitlab-event", "Note Hook")], body);
+        assert_eq!(
+            (e.event_type, e.vendor_event.as_str()),
+            (EventType::Other, "Note Hook")
+        );
+        let empty = testkit::event(
+            Vendor::Gitlab,
+            &[("x-gitlab-event", "Pipeline Hook")],
+            b"{}",
+        );
+        assert_eq!(
+            (empty.event_type, empty.action),
+            (EventType::Build, Some(Action::Other))
+        );
+        let array = testkit::parse_with(Vendor::Gitlab, &[], b"[]");
+        assert_eq!(array, Err(ParseError::NotAnObject));
+    }
 
     #[test]
     fn repository_path_from_homepage() {

@@ -16,6 +16,8 @@ mod common;
 mod github;
 mod gitlab;
 mod jenkins;
+#[cfg(test)]
+mod testkit;
 
 use domain::{EventType, NormalizedEvent, Vendor};
 use http::HeaderMap;
