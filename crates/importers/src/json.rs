@@ -5,7 +5,8 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::MAX_DEPTH;
 use crate::error::{ImportError, Position};
@@ -16,6 +17,7 @@ pub(crate) fn parse_slice<T: DeserializeOwned>(
     format: Format,
     input: &[u8],
 ) -> Result<T, ImportError> {
+    let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
     check_slice(format, input)?;
     serde_json::from_slice(input).map_err(|err| from_serde(format, err))
 }
@@ -74,6 +76,43 @@ pub(crate) fn from_serde(format: Format, err: serde_json::Error) -> ImportError 
         );
     }
     ImportError::malformed(format, at, message)
+}
+
+/// A field that vendors fill with a string in one version and a number in another.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+    Other(IgnoredAny),
+}
+
+impl Scalar {
+    /// The value as text; `None` for null, empty strings, arrays and objects.
+    pub(crate) fn text(&self) -> Option<String> {
+        match self {
+            Scalar::Text(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+            Scalar::Number(number) => Some(number.to_string()),
+            Scalar::Bool(value) => Some(value.to_string()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn number(&self) -> Option<f64> {
+        match self {
+            Scalar::Number(number) => number.as_f64(),
+            Scalar::Text(text) => text.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|value: &f64| value.is_finite())
+    }
+}
+
+/// The first non-whitespace byte of a document, to tell an array from an object.
+pub(crate) fn first_byte(input: &[u8]) -> Option<u8> {
+    let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
+    input.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
 /// A reader that checks nesting depth and UTF-8 of the JSON passing through it, so that a

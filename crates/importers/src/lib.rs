@@ -123,6 +123,36 @@ impl FindingKind {
     }
 }
 
+impl RawFinding {
+    /// A finding with only its identity, severity and kind; parsers fill in the rest.
+    pub(crate) fn new(
+        fingerprint: String,
+        rule_id: String,
+        title: String,
+        severity: Severity,
+        kind: FindingKind,
+    ) -> RawFinding {
+        RawFinding {
+            fingerprint,
+            tool_fingerprint: None,
+            rule_id,
+            title,
+            description: None,
+            severity,
+            vendor_severity: None,
+            status_hint: None,
+            file_path: None,
+            line: None,
+            package_name: None,
+            package_version: None,
+            purl: None,
+            vulnerability_ids: Vec::new(),
+            cvss_score: None,
+            kind,
+        }
+    }
+}
+
 /// Parses a whole result file held in memory.
 ///
 /// The content is checked against `format` first: a file that is recognizably another format

@@ -61,10 +61,24 @@ const ADJUSTMENTS: &[Adjustment] = &[
         findings: -3,
         severities: &[(Severity::Critical, -3)],
     },
+    // Grype's manifest gives the unique count but its severities per match. The repeated
+    // match here is Django GHSA-v6rh-hp5x-86rv (High) at a second location.
+    Adjustment {
+        file: "grype/all-fields.json",
+        findings: 0,
+        severities: &[(Severity::High, -1)],
+    },
+    // libc6 CVE-2021-33574 (Critical) matched at two locations: one finding.
+    Adjustment {
+        file: "grype/same-cve-different-paths.json",
+        findings: 0,
+        severities: &[(Severity::Critical, -1)],
+    },
 ];
 
 // Entries that need no adjustment but might look as if they did:
 // - grype/*: `unique_vuln_package_version` already equals package + vulnerability here.
+// - snyk/cli-container-deb.json and cli-maven: `unique_by_vendor_severity` covers the repeats.
 // - trivy/k8s-cluster-legacy.json: the same 5 CVEs in two workloads. A cluster report covers
 //   many assets, so the workload (namespace/kind/name) scopes the package key: 10 findings.
 // - checkmarx-sast/many-aggregated-info.xml: two results share a SimilarityId at lines 348 and
