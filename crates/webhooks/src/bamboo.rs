@@ -112,3 +112,64 @@ fn deployment_event(d: Deployment) -> NormalizedEvent {
     }
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::Vendor;
+
+    use super::*;
+    use crate::testkit::{self, fixture, signature};
+
+    #[test]
+    fn credentials() {
+        let body = fixture("bamboo-build-rendered.json");
+        let verify = |pairs: &[(&str, &str)], query: Option<&str>| {
+            testkit::verify_with(Vendor::Bamboo, pairs, query, &body, &["bam"])
+        };
+        let valid = Verification::Valid { slot: 0 };
+        assert_eq!(verify(&[("x-bamboo-token", "bam")], None), valid);
+        assert_eq!(verify(&[], Some("token=bam")), valid);
+        let sig = signature("bam", &body);
+        assert_eq!(verify(&[("x-bamboo-signature", sig.as_str())], None), valid);
+        assert_eq!(
+            verify(&[("x-jenkins-token", "bam")], None),
+            Verification::Missing
+        );
+        assert_eq!(
+            verify(&[("x-bamboo-token", "nope")], None),
+            Verification::Invalid
+        );
+    }
+
+    #[test]
+    fn rendered_build() {
+        let e = testkit::event(Vendor::Bamboo, &[], &fixture("bamboo-build-rendered.json"));
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::Build, Some(Action::Failed))
+        );
+        assert_eq!(
+            e.delivery_id.as_deref(),
+            Some("c0ffee00-1234-4abc-9def-000000000003")
+        );
+        assert_eq!(
+            e.details.get("build_result_key"),
+            Some(&Value::from("WID-CI-88"))
+        );
+        assert_eq!(e.build.unwrap().number.as_deref(), Some("88"));
+    }
+
+    #[test]
+    fn deployment_with_template_uuid() {
+        let e = testkit::event(Vendor::Bamboo, &[], &fixture("bamboo-deployment.json"));
+        assert_eq!(
+            (e.event_type, e.vendor_event.as_str()),
+            (EventType::Other, "deployment")
+        );
+        assert_eq!(e.delivery_id, None);
+        assert_eq!(
+            e.details.get("deployment_status"),
+            Some(&Value::from("SUCCESS"))
+        );
+    }
+}

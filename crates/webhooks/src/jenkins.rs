@@ -101,7 +101,98 @@ fn local_branch(branch: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use domain::Vendor;
+
     use super::*;
+    use crate::testkit::{self, fixture, signature};
+
+    #[test]
+    fn credentials() {
+        let body = fixture("jenkins-completed-failure.json");
+        let verify = |pairs: &[(&str, &str)], query: Option<&str>, configured: &[&str]| {
+            testkit::verify_with(Vendor::Jenkins, pairs, query, &body, configured)
+        };
+        let valid = Verification::Valid { slot: 0 };
+        let secret = ["a b+c/d"];
+        assert_eq!(
+            verify(&[("x-jenkins-token", "a b+c/d")], None, &secret),
+            valid
+        );
+        assert_eq!(
+            verify(&[("authorization", "Bearer a b+c/d")], None, &secret),
+            valid
+        );
+        assert_eq!(verify(&[], Some("x=1&token=a%20b%2Bc%2Fd"), &secret), valid);
+        assert_eq!(verify(&[], Some("token=a+b%2Bc/d"), &secret), valid);
+        assert_eq!(verify(&[], Some("token=a%20b+c/d"), &secret), valid);
+        assert_eq!(
+            verify(&[], Some("token=wrong"), &secret),
+            Verification::Invalid
+        );
+        assert_eq!(
+            verify(&[], Some("token=%zz"), &secret),
+            Verification::Invalid
+        );
+        assert_eq!(
+            verify(&[], Some("tokens=a"), &secret),
+            Verification::Missing
+        );
+        let sig = signature("hmac-key", &body);
+        let signed = [("x-jenkins-signature", sig.as_str())];
+        assert_eq!(
+            verify(&signed, None, &["old", "hmac-key"]),
+            Verification::Valid { slot: 1 }
+        );
+        assert_eq!(verify(&signed, None, &["other"]), Verification::Invalid);
+        assert_eq!(
+            verify(&[("x-jenkins-token", "")], None, &[""]),
+            Verification::Invalid
+        );
+        assert_eq!(verify(&[], None, &["x"]), Verification::Missing);
+        let mixed = [
+            ("x-jenkins-token", "wrong"),
+            ("authorization", "Bearer a b+c/d"),
+        ];
+        assert_eq!(verify(&mixed, None, &secret), valid);
+    }
+
+    #[test]
+    fn completed_failure() {
+        let e = testkit::event(
+            Vendor::Jenkins,
+            &[],
+            &fixture("jenkins-completed-failure.json"),
+        );
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::Build, Some(Action::Failed))
+        );
+        assert_eq!(e.vendor_event, "build.COMPLETED");
+        assert_eq!(e.branch.as_deref(), Some("main"));
+        assert_eq!(e.delivery_id.as_deref(), Some("widgets-ci:57:COMPLETED"));
+        let build = e.build.as_ref().unwrap();
+        assert_eq!(build.number.as_deref(), Some("57"));
+        assert_eq!(build.status.as_deref(), Some("FAILURE"));
+        let stored = serde_json::to_string(&e).unwrap();
+        assert!(
+            !stored.contains("must-not-leak"),
+            "build parameters leaked: {stored}"
+        );
+    }
+
+    #[test]
+    fn started_phase_without_status_and_odd_bodies() {
+        let body = br#"{"name": "j", "build": {"number": "3", "phase": "STARTED"}}"#;
+        let e = testkit::event(Vendor::Jenkins, &[], body);
+        assert_eq!(e.action, Some(Action::Started));
+        assert_eq!(e.build.unwrap().status.as_deref(), Some("STARTED"));
+        let empty = testkit::event(Vendor::Jenkins, &[], b"{}");
+        assert_eq!(empty.event_type, EventType::Other);
+        assert!(matches!(
+            testkit::parse_with(Vendor::Jenkins, &[], b""),
+            Err(ParseError::InvalidJson(_))
+        ));
+    }
 
     #[test]
     fn remote_prefixes_are_dropped() {

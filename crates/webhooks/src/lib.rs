@@ -109,3 +109,30 @@ pub fn parse(vendor: Vendor, delivery: &Delivery<'_>) -> Result<Parsed, ParseErr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ci_vendors_are_accepted() {
+        let headers = testkit::headers(&[("authorization", "Bearer s"), ("x-gitlab-token", "s")]);
+        let delivery = Delivery {
+            headers: &headers,
+            query: Some("token=s"),
+            body: b"{}",
+        };
+        let secrets = testkit::secrets(&["s"]);
+        for vendor in Vendor::ALL {
+            let verification = verify(*vendor, &delivery, &secrets);
+            let is_ci = vendor.archetype() == domain::Archetype::CiWebhook;
+            assert_eq!(verification == Verification::Invalid, !is_ci, "{vendor}");
+            assert!(parse(*vendor, &delivery).is_ok(), "{vendor}");
+        }
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret(b"hunter2".to_vec())), "[redacted]");
+    }
+}

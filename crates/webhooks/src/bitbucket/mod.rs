@@ -74,3 +74,145 @@ fn edition(delivery: &Delivery<'_>, key: &str) -> Edition {
         Edition::Cloud
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::{Action, EventType, Vendor};
+
+    use super::*;
+    use crate::testkit::{self, fixture, signature};
+
+    #[test]
+    fn signature_header_is_sha256_only() {
+        let body = fixture("bitbucket-cloud-declined.json");
+        let good = signature("bb", &body);
+        let verify = |sig: &str| {
+            testkit::verify_with(
+                Vendor::Bitbucket,
+                &[("x-hub-signature", sig)],
+                None,
+                &body,
+                &["bb"],
+            )
+        };
+        assert_eq!(verify(&good), Verification::Valid { slot: 0 });
+        assert_eq!(
+            verify(&good.to_uppercase().replacen("SHA256=", "sha256=", 1)),
+            Verification::Valid { slot: 0 }
+        );
+        let sha1_mac = format!("sha1={}", &crate::sign_hex(b"bb", &body)[..40]);
+        assert_eq!(verify(&sha1_mac), Verification::Invalid);
+        assert_eq!(
+            verify(&format!("sha256={}", "0".repeat(64))),
+            Verification::Invalid
+        );
+        let none = testkit::verify_with(Vendor::Bitbucket, &[], None, &body, &["bb"]);
+        assert_eq!(none, Verification::Missing);
+    }
+
+    #[test]
+    fn server_ping_is_a_diagnostic() {
+        let body = fixture("bitbucket-server-ping.json");
+        let pairs = [("x-event-key", "diagnostics:ping"), ("x-request-id", "r-1")];
+        assert_eq!(
+            testkit::parse_with(Vendor::Bitbucket, &pairs, &body),
+            Ok(Parsed::Diagnostic)
+        );
+        let not_json = testkit::parse_with(Vendor::Bitbucket, &pairs, b"ping");
+        assert_eq!(not_json, Ok(Parsed::Diagnostic));
+    }
+
+    #[test]
+    fn server_new_commits_update_the_pull_request() {
+        let pairs = [
+            ("x-event-key", "pr:from_ref_updated"),
+            ("x-request-id", "r-2"),
+        ];
+        let body = fixture("bitbucket-server-from-ref-updated.json");
+        let e = testkit::event(Vendor::Bitbucket, &pairs, &body);
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::PullRequest, Some(Action::Updated))
+        );
+        assert_eq!(e.repo.as_deref(), Some("WID/widgets"));
+        assert_eq!(
+            e.repo_url.as_deref(),
+            Some("https://bb.example/scm/wid/widgets.git")
+        );
+        assert_eq!(e.branch.as_deref(), Some("feature/axles"));
+        assert_eq!(e.actor.as_deref(), Some("dev5"));
+        assert_eq!(e.delivery_id.as_deref(), Some("r-2"));
+    }
+
+    #[test]
+    fn cloud_declined_is_closed() {
+        let pairs = [
+            ("x-event-key", "pullrequest:rejected"),
+            ("x-request-uuid", "u-1"),
+        ];
+        let e = testkit::event(
+            Vendor::Bitbucket,
+            &pairs,
+            &fixture("bitbucket-cloud-declined.json"),
+        );
+        assert_eq!(
+            (e.event_type, e.action),
+            (EventType::PullRequest, Some(Action::Closed))
+        );
+        assert_eq!(e.commit_sha.as_deref(), Some("0123456789ab"));
+        assert_eq!(e.actor.as_deref(), Some("dev6"));
+        assert_eq!(e.delivery_id.as_deref(), Some("u-1"));
+    }
+
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+    #[test]
+    fn edition_comes_from_key_then_headers_then_body() {
+        let cases: [(Pairs, &[u8], Edition); 5] = [
+            (&[("x-event-key", "pr:opened")], b"{}", Edition::Server),
+            (&[("x-event-key", "repo:push")], b"{}", Edition::Cloud),
+            (
+                &[("x-event-key", "repo:modified"), ("x-request-id", "r")],
+                b"{}",
+                Edition::Server,
+            ),
+            (
+                &[("x-event-key", "repo:modified"), ("x-hook-uuid", "h")],
+                b"{}",
+                Edition::Cloud,
+            ),
+            (
+                &[("x-event-key", "repo:modified")],
+                br#"{"eventKey": "repo:modified"}"#,
+                Edition::Server,
+            ),
+        ];
+        for (pairs, body, expected) in cases {
+            let headers = testkit::headers(pairs);
+            let delivery = Delivery {
+                headers: &headers,
+                query: None,
+                body,
+            };
+            let key = common::header(&headers, "x-event-key").unwrap();
+            assert_eq!(edition(&delivery, key), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn empty_bodies_parse_for_both_editions() {
+        for key in [
+            "repo:push",
+            "pullrequest:created",
+            "repo:commit_status_updated",
+            "repo:refs_changed",
+            "pr:merged",
+        ] {
+            let e = testkit::event(Vendor::Bitbucket, &[("x-event-key", key)], b"{}");
+            assert_eq!(e.vendor_event, key);
+            assert_eq!(e.repo, None);
+        }
+        let bad = testkit::parse_with(Vendor::Bitbucket, &[("x-event-key", "repo:push")], b"[]");
+        assert_eq!(bad, Err(ParseError::NotAnObject));
+    }
+}
