@@ -1,1 +1,212 @@
-//! placeholder
+//! The HTTP API (axum): routing, authentication, the webhook receivers, and the only place
+//! errors become HTTP responses. Handlers parse, delegate to `store`/`engine`/`webhooks`, and
+//! answer; they hold no business rules of their own.
+
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod error;
+mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use config::Config;
+use crypto::Cipher;
+use error::ApiError;
+use routes::{events, health, integrations, webhooks};
+use state::AppState;
+use store::{DeliveryWriter, DynStore};
+
+#[derive(OpenApi)]
+#[openapi(info(title = "PMAP", description = "DevSecOps integration hub"))]
+struct ApiDoc;
+
+/// Builds the router and the OpenAPI document from the same route table.
+fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(integrations::create, integrations::list))
+        .routes(routes!(
+            integrations::get,
+            integrations::patch,
+            integrations::delete
+        ))
+        .routes(routes!(integrations::test))
+        .routes(routes!(integrations::audit))
+        .routes(routes!(events::emit, events::list))
+        .routes(routes!(webhooks::receive))
+        .split_for_parts();
+    let openapi_json = api.clone();
+    let router = router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi_json.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES))
+        .layer(middleware::from_fn(request_span))
+        .with_state(state);
+    (router, api)
+}
+
+/// The OpenAPI document, without starting anything.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, api) = OpenApiRouter::<()>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .split_for_parts();
+    api
+}
+
+/// One span per request. Only the path is recorded: query strings may carry tokens.
+async fn request_span(request: Request, next: Next) -> Response {
+    let span = tracing::debug_span!(
+        "request",
+        id = %uuid::Uuid::now_v7(),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    async move {
+        let response = next.run(request).await;
+        tracing::debug!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every server in-process).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Opens the configured database and applies its migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    }
+    let store = store::connect(&config.database_url)
+        .await
+        .context("opening the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// A running server: its address, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, then stops the workers.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("server task")?
+    }
+
+    /// Waits until the server stops (after `shutdown` is cancelled from elsewhere).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task")?
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts the HTTP server and the background workers.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let store = open_store(config).await?;
+    let cipher = Cipher::load_or_generate(config.master_key.as_deref(), &config.data_dir)?;
+    let stored = Arc::new(Notify::new());
+    let state = Arc::new(AppState {
+        writer: DeliveryWriter::spawn(store.clone(), stored.clone()),
+        store: store.clone(),
+        cipher,
+        posture: config.env,
+        allow_unsigned: config.allow_unsigned,
+        admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
+        public_url: config.public_url.clone(),
+        integrations: Default::default(),
+        rejections: Default::default(),
+        metrics: metrics_handle(),
+    });
+    let (app, _) = router(state.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+
+    let workers = CancellationToken::new();
+    let consumer = tokio::spawn(engine::orchestrator::run(
+        store.clone(),
+        stored,
+        workers.clone(),
+    ));
+    let flusher = tokio::spawn(flush_rejections(state.clone(), workers.clone()));
+
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("serving HTTP")?;
+        workers.cancel();
+        let _ = consumer.await;
+        let _ = flusher.await;
+        state.rejections.flush_all(&state.store);
+        Ok(())
+    });
+    tracing::info!(%addr, backend = store.backend(), "pmapd listening");
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+async fn flush_rejections(state: Arc<AppState>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                state.rejections.flush_all(&state.store);
+            }
+        }
+    }
+}

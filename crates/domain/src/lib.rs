@@ -7,6 +7,7 @@ pub mod ci_event;
 pub mod condition;
 pub mod duration;
 pub mod ids;
+pub mod integration;
 pub mod severity;
 pub mod vendor;
 

@@ -1,0 +1,76 @@
+//! The CI event consumer. Each queued event is leased, processed, and finished in one
+//! transaction together with the platform events it causes, so a crash at any point either
+//! leaves the event queued (and its lease runs out) or finishes it exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::CiEvent;
+use domain::ids::PlatformEventId;
+use store::{DynStore, NewPlatformEvent};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long a claimed event stays with one worker before another may take it over.
+const LEASE: Duration = Duration::from_secs(30);
+/// Events claimed per round.
+const CLAIM_BATCH: u32 = 64;
+/// How often the queue is checked without a wake-up (deliveries stored by other replicas,
+/// leases that ran out).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the consumer decided for one CI event.
+pub fn decide(event: &CiEvent) -> &'static str {
+    // Auto-scan fan-out and the gate are configured per integration; until an integration
+    // opts in, every event only reaches runbooks.
+    let _ = event;
+    "runbook_only"
+}
+
+/// The platform event every CI event emits, whatever was decided.
+pub fn ci_event_received(event: &CiEvent, action_taken: &str) -> NewPlatformEvent {
+    let mut payload = serde_json::to_value(event).unwrap_or_default();
+    if let Some(map) = payload.as_object_mut() {
+        map.insert("action_taken".into(), action_taken.into());
+    }
+    NewPlatformEvent {
+        id: PlatformEventId::new(),
+        event_type: "ci_event_received".into(),
+        payload,
+        created_at: Utc::now(),
+    }
+}
+
+/// Runs the consumer until `shutdown` is cancelled.
+pub async fn run(store: DynStore, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        match process_batch(&store).await {
+            Ok(n) if n == CLAIM_BATCH as usize => continue,
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "ci event queue round failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// Processes one round of queued events; returns how many were claimed.
+pub async fn process_batch(store: &DynStore) -> store::Result<usize> {
+    let events = store.claim_ci_events(CLAIM_BATCH, LEASE).await?;
+    for event in &events {
+        let action_taken = decide(event);
+        let emitted = ci_event_received(event, action_taken);
+        let finished = store
+            .finish_ci_event(event.id, action_taken, &[emitted])
+            .await?;
+        if finished {
+            metrics::counter!("pmap_ci_events_processed_total", "action_taken" => action_taken)
+                .increment(1);
+        }
+    }
+    Ok(events.len())
+}
