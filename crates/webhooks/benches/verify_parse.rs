@@ -14,7 +14,7 @@ const SECRET: &[u8] = b"bench-secret-0123456789abcdef";
 fn push_body() -> Vec<u8> {
     let sha = |i: u32| format!("{:040x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let user = json!({"name": "dev-one", "email": "dev-one@users.example", "username": "dev-one"});
-    let commits: Vec<Value> = (0..8)
+    let commits: Vec<Value> = (0..10)
         .map(|i| {
             json!({
                 "id": sha(i), "tree_id": sha(i + 100), "distinct": true,

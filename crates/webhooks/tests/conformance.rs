@@ -1,5 +1,7 @@
-//! The webhook crate's one integration-test binary: the real-world corpus, our own fixtures
-//! for every bad input, and the public interface as the HTTP server uses it.
+//! The webhook crate's one integration-test binary: every payload of the real-world corpus,
+//! signed the vendor's way, goes through the public `verify` and `parse` exactly as the HTTP
+//! receiver calls them, and must match the manifest's `expect` block. Bad inputs are covered
+//! by each vendor module's unit tests, over fixtures of our own.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use test_support::webhook_corpus::{self, Entry};
