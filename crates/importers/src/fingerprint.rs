@@ -184,10 +184,7 @@ mod tests {
     #[test]
     fn normalizes_whitespace_and_line_numbers() {
         check("  a \n\t b  ", "a b");
-        check(
-            "null dereference on line 28.",
-            "null dereference on line #.",
-        );
+        check("null dereference on line 28.", "null dereference on line #");
         check("buffer of 28 bytes", "buffer of 28 bytes");
         check("see lines 3", "see lines #");
     }

@@ -230,12 +230,14 @@ impl Scanner {
         if self.split_char.is_empty() {
             return Ok(());
         }
-        Err(self.utf8_failure(0))
+        let carried = self.split_char.len() as u64;
+        Err(self.utf8_failure(0, carried))
     }
 
     fn check_utf8(&mut self, chunk: &[u8]) -> Result<(), Failure> {
         let joined;
-        let bytes = if self.split_char.is_empty() {
+        let carried = self.split_char.len() as u64;
+        let bytes = if carried == 0 {
             chunk
         } else {
             joined = [std::mem::take(&mut self.split_char).as_slice(), chunk].concat();
@@ -259,14 +261,17 @@ impl Scanner {
                 line: self.line + newlines + 1,
                 column: (err.valid_up_to() - start) as u64,
             },
-            None => self.utf8_failure(err.valid_up_to()),
+            None => self.utf8_failure(err.valid_up_to() as u64, carried),
         })
     }
 
-    fn utf8_failure(&self, offset: usize) -> Failure {
+    /// The failure at `offset` into the bytes being checked, which start `carried` bytes
+    /// before the current read (the start of a character split across reads).
+    fn utf8_failure(&self, offset: u64, carried: u64) -> Failure {
+        let column = self.column + offset + 1 - carried;
         Failure::InvalidUtf8 {
             line: self.line + 1,
-            column: self.column + offset as u64 + 1,
+            column,
         }
     }
 }
