@@ -106,3 +106,91 @@ fn invalid_utf8_is_named() {
         );
     }
 }
+
+#[test]
+fn external_entity_is_never_resolved() {
+    let err = importers::parse(Format::CheckmarxSast, &fixture("xxe-checkmarx.xml")).unwrap_err();
+
+    let ImportError::Malformed {
+        format,
+        at,
+        message,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*format, Format::CheckmarxSast);
+    assert!(
+        matches!(at, Position::LineColumn { line: 2..=4, .. }),
+        "{at:?}"
+    );
+    assert!(
+        message.contains("entity declarations are not accepted"),
+        "{message}"
+    );
+}
+
+#[test]
+fn undeclared_entity_is_an_error() {
+    let input = fixture("undeclared-entity-fortify.xml");
+    let err = importers::parse(Format::Fortify, &input).unwrap_err();
+
+    let ImportError::Malformed { message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("undefined entity &hostfile;"), "{message}");
+}
+
+#[test]
+fn billion_laughs_fails_fast() {
+    let started = std::time::Instant::now();
+    let result = importers::parse(Format::Fortify, &fixture("billion-laughs.fvdl"));
+
+    assert!(
+        matches!(result, Err(ImportError::Malformed { .. })),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn deep_xml_is_too_deep() {
+    let mut input = b"<CxXMLResults>".to_vec();
+    input.extend(b"<a>".repeat(10_000));
+
+    let result = importers::parse(Format::CheckmarxSast, &input);
+    assert!(
+        matches!(result, Err(ImportError::TooDeep { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn invalid_utf8_in_xml_and_csv() {
+    let xml = b"<?xml version=\"1.0\"?>\n<CxXMLResults Owner=\"\xff\"/>";
+    let csv =
+        b"\"Component\",\"Version\",\"CVE\",\"CVSS3\"\n\"zlib\",\"1\xfe\",\"CVE-1\",\"9.8\"\n";
+
+    for (format, input) in [
+        (Format::CheckmarxSast, &xml[..]),
+        (Format::Blackduck, &csv[..]),
+    ] {
+        let result = importers::parse(format, input);
+        let Err(ImportError::InvalidUtf8 { at, .. }) = &result else {
+            panic!("{result:?}")
+        };
+        assert!(
+            matches!(at, Position::LineColumn { line: 2, .. }),
+            "{format}: {at:?}"
+        );
+    }
+}
+
+#[test]
+fn broken_fpr_archive_is_malformed() {
+    let result = importers::parse(Format::Fortify, b"PK\x03\x04 not really a zip archive");
+    assert!(
+        matches!(result, Err(ImportError::Malformed { .. })),
+        "{result:?}"
+    );
+}

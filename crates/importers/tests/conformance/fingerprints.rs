@@ -83,3 +83,30 @@ fn results_before_tool_still_find_their_rules() {
         "a rejected suppression does not count"
     );
 }
+
+#[test]
+fn package_key_ignores_version_and_file() {
+    let old = parse(Format::Grype, "grype-lodash-old.json");
+    let new = parse(Format::Grype, "grype-lodash-two-versions.json");
+
+    assert_eq!(old.findings.len(), 1);
+    assert_eq!(
+        new.findings.len(),
+        1,
+        "two versions of one package are one finding"
+    );
+    assert_eq!(new.duplicates_merged, 1);
+    assert_eq!(old.findings[0].fingerprint, new.findings[0].fingerprint);
+
+    let merged = &new.findings[0];
+    assert_eq!(
+        merged.severity,
+        Severity::Critical,
+        "the most severe copy is kept"
+    );
+    assert_eq!(merged.package_version.as_deref(), Some("4.17.20"));
+    assert_eq!(
+        merged.vulnerability_ids,
+        ["GHSA-0000-1111-2222", "CVE-2099-0001"]
+    );
+}
