@@ -186,7 +186,10 @@ pub fn parse(format: Format, input: &[u8]) -> Result<ParsedScan, ImportError> {
 pub fn parse_reader(format: Format, input: impl Read) -> Result<ParsedScan, ImportError> {
     if format == Format::Sarif {
         let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
-        let head = peek_head(&mut input)?;
+        let mut head = peek_head(&mut input)?;
+        if head.starts_with(b"\xef\xbb\xbf") {
+            head.drain(..3);
+        }
         if head.is_empty() {
             return Err(ImportError::Empty);
         }

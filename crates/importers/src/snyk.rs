@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::error::ImportError;
+use crate::error::{ImportError, Position};
 use crate::fingerprint;
 use crate::format::Format;
 use crate::json::{self, Scalar};
@@ -22,6 +22,20 @@ pub(crate) fn parse(input: &[u8]) -> Result<ParsedScan, ImportError> {
 
     let mut findings = Vec::new();
     for document in &documents {
+        // A failed CLI run still prints JSON; importing it as "no findings" would look like
+        // every open finding had been fixed.
+        if let Some(error) = document
+            .error
+            .as_deref()
+            .filter(|_| document.ok == Some(false))
+        {
+            let message = format!("the Snyk output reports a failed run: {error}");
+            return Err(ImportError::malformed(
+                Format::Snyk,
+                Position::Document,
+                message,
+            ));
+        }
         let kind = project_kind(document);
         findings.extend(
             document
@@ -49,6 +63,8 @@ struct Document {
     project_name: Option<String>,
     #[serde(default)]
     data: Vec<RestIssue>,
+    ok: Option<bool>,
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -46,13 +46,13 @@ pub(crate) fn parse(input: &[u8]) -> Result<ParsedScan, ImportError> {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Report {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     results: Vec<TrivyResult>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     vulnerabilities: Vec<Workload>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     misconfigurations: Vec<Workload>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     resources: Vec<Workload>,
 }
 

@@ -24,6 +24,7 @@ use crate::{FindingKind, ParsedScan, RawFinding, Suppression};
 const SUPPORTED: &str = "SARIF 2.1.0 is supported";
 
 pub(crate) fn parse_slice(input: &[u8]) -> Result<ParsedScan, ImportError> {
+    let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
     json::check_slice(Format::Sarif, input)?;
     run(serde_json::Deserializer::from_slice(input))
 }

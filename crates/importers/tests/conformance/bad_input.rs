@@ -194,3 +194,23 @@ fn broken_fpr_archive_is_malformed() {
         "{result:?}"
     );
 }
+
+#[test]
+fn failed_snyk_run_is_not_an_empty_scan() {
+    let result = importers::parse(Format::Snyk, &fixture("snyk-failed-run.json"));
+
+    let Err(ImportError::Malformed { message, .. }) = &result else {
+        panic!("{result:?}")
+    };
+    assert!(message.contains("failed run"), "{message}");
+}
+
+#[test]
+fn byte_order_mark_before_sarif_is_accepted() {
+    let mut input = b"\xef\xbb\xbf".to_vec();
+    input.extend(fixture("sarif-two-results.sarif"));
+
+    for result in parse_both(Format::Sarif, &input) {
+        assert_eq!(result.unwrap().findings.len(), 2);
+    }
+}
