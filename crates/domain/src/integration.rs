@@ -95,11 +95,17 @@ pub fn validate_config(vendor: Vendor, config: &Value) -> Vec<ConfigProblem> {
 }
 
 fn is_uuid(value: &Value) -> bool {
-    value.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()).is_some()
+    value
+        .as_str()
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .is_some()
 }
 
 fn is_severity(value: &Value) -> bool {
-    value.as_str().and_then(|s| s.parse::<Severity>().ok()).is_some()
+    value
+        .as_str()
+        .and_then(|s| s.parse::<Severity>().ok())
+        .is_some()
 }
 
 fn check_url(field: &str, value: &Value, problems: &mut Vec<ConfigProblem>) {

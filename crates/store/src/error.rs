@@ -47,12 +47,14 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// SQLite BUSY/LOCKED and PostgreSQL's connection, shutdown and serialization classes.
+/// SQLite BUSY/LOCKED and PostgreSQL's connection, shutdown, serialization and lock-timeout
+/// classes.
 fn is_transient_code(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
     matches!(code, "5" | "6" | "261" | "517")
         || code.starts_with("08")
         || code.starts_with("57P")
         || code == "40001"
+        || code == "55P03"
         || code == "40P01"
 }

@@ -1,12 +1,13 @@
 //! The PostgreSQL backend, for production and for several replicas sharing one database.
 //! Queue claims use `FOR UPDATE SKIP LOCKED`, so replicas never take the same row.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::{CiEvent, CiEventId, IntegrationId, Vendor};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -23,10 +24,15 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
+        // A statement waiting on a lock gives up after a few seconds, so a stuck database shows
+        // as a retryable 503 rather than requests that hang.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(e.to_string()))?
+            .options([("lock_timeout", "5s")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(Self { pool })
     }

@@ -166,7 +166,10 @@ async fn audit_is_newest_first_with_rejections_and_repeats() {
     let (store, _db) = open().await;
     let id = IntegrationId::new();
     let old = delivery(id, Some("a"));
-    store.insert_deliveries(&[old.clone()]).await.unwrap();
+    store
+        .insert_deliveries(std::slice::from_ref(&old))
+        .await
+        .unwrap();
     let rejected = store
         .insert_rejection(&NewRejection {
             id: CiEventId::new(),
@@ -227,7 +230,7 @@ async fn queue_claims_leases_and_finishes_exactly_once() {
     };
     assert!(
         store
-            .finish_ci_event(a.id, "runbook_only", &[emitted.clone()])
+            .finish_ci_event(a.id, "runbook_only", std::slice::from_ref(&emitted))
             .await
             .unwrap()
     );
@@ -249,7 +252,10 @@ async fn expired_lease_makes_an_event_claimable_again() {
     let (store, _db) = open().await;
     let id = IntegrationId::new();
     let a = delivery(id, Some("a"));
-    store.insert_deliveries(&[a.clone()]).await.unwrap();
+    store
+        .insert_deliveries(std::slice::from_ref(&a))
+        .await
+        .unwrap();
     let first = store
         .claim_ci_events(10, Duration::from_millis(1))
         .await

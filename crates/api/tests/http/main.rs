@@ -1,0 +1,10 @@
+//! The API end to end: the real server on port 0, a fresh database of the backend under test
+//! (SQLite by default, PostgreSQL when `PMAP_TEST_DATABASE_URL` names a server).
+
+mod support;
+
+mod audit;
+mod bad_input;
+mod conformance;
+mod integrations;
+mod policy;
