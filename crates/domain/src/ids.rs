@@ -58,3 +58,23 @@ id_type!(
     /// One entry of the platform-event log.
     PlatformEventId
 );
+id_type!(
+    /// One imported scan.
+    ScanId
+);
+id_type!(
+    /// One finding: a problem in one repository, as one tool reports it.
+    FindingId
+);
+id_type!(
+    /// One asset (today: a repository).
+    AssetId
+);
+id_type!(
+    /// One finding rule.
+    FindingRuleId
+);
+id_type!(
+    /// One comment on a finding.
+    CommentId
+);

@@ -6,8 +6,10 @@
 pub mod ci_event;
 pub mod condition;
 pub mod duration;
+pub mod finding_rule;
 pub mod ids;
 pub mod integration;
+pub mod scan;
 pub mod severity;
 pub mod vendor;
 
