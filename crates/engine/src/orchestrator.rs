@@ -12,8 +12,10 @@ use store::{DynStore, NewPlatformEvent};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How long a claimed event stays with one worker before another may take it over.
-const LEASE: Duration = Duration::from_secs(30);
+/// How long a claimed event stays with one worker before another may take it over. Processing
+/// one event takes milliseconds; a short lease lets a restarted or surviving replica pick up
+/// what a killed one had claimed within seconds.
+const LEASE: Duration = Duration::from_secs(5);
 /// Events claimed per round.
 const CLAIM_BATCH: u32 = 64;
 /// How often the queue is checked without a wake-up (deliveries stored by other replicas,

@@ -38,8 +38,17 @@ pub async fn fresh_database() -> anyhow::Result<FreshDatabase> {
     })
 }
 
+/// Creates `<database of the URL>_<random>` (or `pmap_test_<random>` beside the maintenance
+/// database), so a run can drop everything it made by its prefix.
 async fn create_pg_database(server: &str) -> anyhow::Result<String> {
-    let name = format!("pmap_test_{}", uuid::Uuid::new_v4().simple());
+    let server = server.split('?').next().unwrap_or(server);
+    let current = server.rsplit('/').next().unwrap_or_default();
+    let prefix = match current {
+        "" | "postgres" | "template1" => "pmap_test",
+        other => other,
+    };
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("{prefix}_{}", &random[..12]);
     let mut admin = sqlx::PgConnection::connect(server)
         .await
         .with_context(|| "connecting to PMAP_TEST_DATABASE_URL")?;
