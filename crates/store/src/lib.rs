@@ -6,9 +6,13 @@
 //! secret (it stores sealed bytes as given) and never decides policy.
 
 mod error;
+mod import_plan;
 mod postgres;
+mod postgres_scans;
 mod records;
+mod scans;
 mod sqlite;
+mod sqlite_scans;
 mod writer;
 
 use std::sync::Arc;
@@ -23,6 +27,10 @@ pub use records::{
     DeliveryOutcome, IntegrationRecord, NewDelivery, NewPlatformEvent, NewRejection, PlatformEvent,
     Role, TokenRecord,
 };
+pub use scans::{
+    AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
+    HistoryRecord, NewFinding, ScanFilter, ScanImport, ScanRecord, ScanStore,
+};
 pub use sqlite::SqliteStore;
 pub use writer::DeliveryWriter;
 
@@ -30,7 +38,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything PMAP keeps. Both backends pass the same contract test suite.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ScanStore + Send + Sync + 'static {
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
 

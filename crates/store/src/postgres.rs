@@ -19,7 +19,7 @@ use crate::records::{
 use crate::{Result, Store, StoreError};
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgStore {
@@ -86,7 +86,7 @@ fn platform_event_from_row(row: &PgRow) -> Result<PlatformEvent> {
     })
 }
 
-async fn insert_platform_event(
+pub(crate) async fn insert_platform_event(
     tx: &mut Transaction<'_, Postgres>,
     event: &NewPlatformEvent,
 ) -> Result<i64> {

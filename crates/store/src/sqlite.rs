@@ -21,8 +21,8 @@ use crate::records::{
 use crate::{Result, Store, StoreError};
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) readers: SqlitePool,
 }
 
 impl SqliteStore {
@@ -51,7 +51,7 @@ impl SqliteStore {
 const CI_EVENT_COLUMNS: &str = "id, integration_id, vendor, received_at, event, signature_valid, \
                                 secret_slot, action_taken, repeat_count";
 
-fn parse_id<T: FromStr>(s: &str) -> Result<T> {
+pub(crate) fn parse_id<T: FromStr>(s: &str) -> Result<T> {
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
 }
@@ -104,7 +104,7 @@ fn platform_event_from_row(row: &SqliteRow) -> Result<PlatformEvent> {
     })
 }
 
-async fn insert_platform_event(
+pub(crate) async fn insert_platform_event(
     tx: &mut Transaction<'_, Sqlite>,
     event: &NewPlatformEvent,
 ) -> Result<i64> {
