@@ -29,7 +29,8 @@ use utoipa_axum::routes;
 pub use config::Config;
 use crypto::Cipher;
 use error::ApiError;
-use routes::{events, health, integrations, webhooks};
+use routes::{assets, events, health, integrations, webhooks};
+use routes::{finding_rules, findings, scans};
 use state::AppState;
 use store::{DeliveryWriter, DynStore};
 
@@ -53,6 +54,22 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(integrations::audit))
         .routes(routes!(events::emit, events::list))
         .routes(routes!(webhooks::receive))
+        .routes(routes!(scans::import))
+        .routes(routes!(scans::list))
+        .routes(routes!(scans::get))
+        .routes(routes!(scans::findings))
+        .routes(routes!(findings::list))
+        .routes(routes!(findings::get, findings::patch))
+        .routes(routes!(findings::history))
+        .routes(routes!(findings::comments, findings::comment))
+        .routes(routes!(finding_rules::create, finding_rules::list))
+        .routes(routes!(
+            finding_rules::get,
+            finding_rules::patch,
+            finding_rules::delete
+        ))
+        .routes(routes!(assets::list))
+        .routes(routes!(assets::get, assets::patch))
         .split_for_parts();
     let openapi_json = api.clone();
     let router = router

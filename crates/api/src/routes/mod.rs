@@ -1,9 +1,14 @@
 //! One module per resource. Handlers parse, call the store or engine, and return; every error
 //! is an [`ApiError`](crate::error::ApiError).
 
+pub mod assets;
 pub mod events;
+pub mod finding_rules;
+pub mod findings;
 pub mod health;
 pub mod integrations;
+pub mod scan_import;
+pub mod scans;
 pub mod webhooks;
 
 use axum::body::Bytes;

@@ -94,7 +94,7 @@ pub async fn receive(
             event,
             signature_valid,
             secret_slot,
-            payload: body.to_vec(),
+            payload_lz4: lz4_flex::compress_prepend_size(&body),
         })
         .await?;
     Ok(match outcome {
@@ -194,19 +194,7 @@ fn reject(
     metrics::counter!("pmap_webhooks_rejected_total", "vendor" => vendor.as_str(),
         "reason" => action_taken)
     .increment(1);
-    let header = |name: &str| delivery.headers.get(name).and_then(|v| v.to_str().ok());
-    let vendor_event = ["x-github-event", "x-gitlab-event", "x-event-key"]
-        .into_iter()
-        .find_map(header)
-        .unwrap_or("unknown");
-    let delivery_id = [
-        "x-github-delivery",
-        "x-request-uuid",
-        "x-request-id",
-        "idempotency-key",
-    ]
-    .into_iter()
-    .find_map(header);
+    let (vendor_event, delivery_id) = webhooks::peek(vendor, delivery.headers);
     state.rejections.record(
         &state.store,
         NewRejection {
@@ -214,7 +202,7 @@ fn reject(
             integration_id: integration.record.id,
             vendor,
             received_at: Utc::now(),
-            vendor_event: truncate(vendor_event, 100),
+            vendor_event: truncate(vendor_event.unwrap_or("unknown"), 100),
             delivery_id: delivery_id.map(|d| truncate(d, 200)),
             action_taken: action_taken.into(),
         },
