@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::CiEvent;
 use domain::ids::PlatformEventId;
-use store::{DynStore, NewPlatformEvent};
+use store::{DynStore, FinishedCiEvent, NewPlatformEvent};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 /// what a killed one had claimed within seconds.
 const LEASE: Duration = Duration::from_secs(5);
 /// Events claimed per round.
-const CLAIM_BATCH: u32 = 64;
+const CLAIM_BATCH: u32 = 256;
 /// How often the queue is checked without a wake-up (deliveries stored by other replicas,
 /// leases that ran out).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -60,18 +60,30 @@ pub async fn run(store: DynStore, wake: Arc<Notify>, shutdown: CancellationToken
     }
 }
 
-/// Processes one round of queued events; returns how many were claimed.
+/// Processes one round of queued events; returns how many were claimed. The whole round is
+/// finished in one transaction.
 pub async fn process_batch(store: &DynStore) -> store::Result<usize> {
     let events = store.claim_ci_events(CLAIM_BATCH, LEASE).await?;
-    for event in &events {
-        let action_taken = decide(event);
-        let emitted = ci_event_received(event, action_taken);
-        let finished = store
-            .finish_ci_event(event.id, action_taken, &[emitted])
-            .await?;
-        if finished {
-            metrics::counter!("pmap_ci_events_processed_total", "action_taken" => action_taken)
-                .increment(1);
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let finished: Vec<FinishedCiEvent> = events
+        .iter()
+        .map(|event| {
+            let action_taken = decide(event);
+            FinishedCiEvent {
+                id: event.id,
+                action_taken: action_taken.to_owned(),
+                emit: vec![ci_event_received(event, action_taken)],
+            }
+        })
+        .collect();
+    let done = store.finish_ci_events(&finished).await?;
+    for (event, finished_here) in finished.iter().zip(done) {
+        if finished_here {
+            metrics::counter!("pmap_ci_events_processed_total",
+                "action_taken" => event.action_taken.clone())
+            .increment(1);
         }
     }
     Ok(events.len())

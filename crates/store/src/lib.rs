@@ -24,8 +24,8 @@ use domain::{CiEvent, CiEventId, IntegrationId};
 pub use error::StoreError;
 pub use postgres::PgStore;
 pub use records::{
-    DeliveryOutcome, IntegrationRecord, NewDelivery, NewPlatformEvent, NewRejection, PlatformEvent,
-    Role, TokenRecord,
+    DeliveryOutcome, FinishedCiEvent, IntegrationRecord, NewDelivery, NewPlatformEvent,
+    NewRejection, PlatformEvent, Role, TokenRecord,
 };
 pub use scans::{
     AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
@@ -80,14 +80,10 @@ pub trait Store: ScanStore + Send + Sync + 'static {
     /// Leases up to `limit` queued CI events, oldest first, for `lease`. A lease that runs out
     /// (the process died) makes the event claimable again.
     async fn claim_ci_events(&self, limit: u32, lease: Duration) -> Result<Vec<CiEvent>>;
-    /// Marks a queued CI event processed and, in the same transaction, appends the platform
-    /// events it caused. Returns false when another worker already finished it.
-    async fn finish_ci_event(
-        &self,
-        id: CiEventId,
-        action_taken: &str,
-        emit: &[NewPlatformEvent],
-    ) -> Result<bool>;
+    /// Marks queued CI events processed and, in the same transaction, appends the platform
+    /// events each caused. An event another worker already finished is skipped (its platform
+    /// events are not appended); the answer says, per event, whether this call finished it.
+    async fn finish_ci_events(&self, finished: &[FinishedCiEvent]) -> Result<Vec<bool>>;
 
     /// Appends to the platform-event log.
     async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent>;

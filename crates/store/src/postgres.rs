@@ -13,8 +13,8 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::records::{
-    DeliveryOutcome, IntegrationRecord, NewDelivery, NewPlatformEvent, NewRejection, PlatformEvent,
-    Role, TokenRecord,
+    DeliveryOutcome, FinishedCiEvent, IntegrationRecord, NewDelivery, NewPlatformEvent,
+    NewRejection, PlatformEvent, Role, TokenRecord,
 };
 use crate::{Result, Store, StoreError};
 
@@ -103,42 +103,113 @@ pub(crate) async fn insert_platform_event(
     Ok(seq)
 }
 
-async fn insert_delivery(
+/// Stores a batch with one multi-row insert, then looks up the originals of the deliveries that
+/// were already there (including repeats within the batch).
+async fn insert_delivery_batch(
     tx: &mut Transaction<'_, Postgres>,
-    d: &NewDelivery,
-) -> Result<DeliveryOutcome> {
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    batch: &[NewDelivery],
+) -> Result<Vec<DeliveryOutcome>> {
+    let events: Vec<String> = batch
+        .iter()
+        .map(|d| serde_json::to_string(&d.event))
+        .collect::<Result<_, _>>()?;
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ci_events (id, integration_id, vendor, received_at, delivery_id, \
          vendor_event, event_type, signature_valid, secret_slot, action_taken, event, payload, \
-         state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, 'pending') \
+         state) \
+         SELECT id, integration_id, vendor, received_at, delivery_id, vendor_event, event_type, \
+           signature_valid, secret_slot, 'queued', event::jsonb, payload, 'pending' \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], \
+           $6::text[], $7::text[], $8::bool[], $9::int2[], $10::text[], $11::bytea[]) \
+           AS t(id, integration_id, vendor, received_at, delivery_id, vendor_event, event_type, \
+                signature_valid, secret_slot, event, payload) \
          ON CONFLICT (integration_id, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING \
          RETURNING id",
     )
-    .bind(d.id.0)
-    .bind(d.integration_id.0)
-    .bind(d.vendor.as_str())
-    .bind(d.received_at)
-    .bind(d.event.delivery_id.as_deref())
-    .bind(&d.event.vendor_event)
-    .bind(d.event.event_type.as_str())
-    .bind(d.signature_valid)
-    .bind(d.secret_slot.map(i16::from))
-    .bind(Json(&d.event))
-    .bind(&d.payload)
-    .fetch_optional(&mut **tx)
+    .bind(batch.iter().map(|d| d.id.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.integration_id.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.vendor.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.received_at).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|d| d.event.delivery_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|d| d.event.vendor_event.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|d| d.event.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(batch.iter().map(|d| d.signature_valid).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|d| d.secret_slot.map(i16::from))
+            .collect::<Vec<_>>(),
+    )
+    .bind(events)
+    .bind(
+        batch
+            .iter()
+            .map(|d| d.payload_lz4.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut **tx)
     .await?;
-    if inserted.is_some() {
-        return Ok(DeliveryOutcome::Stored(d.id));
+
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    let repeated: Vec<&NewDelivery> = batch
+        .iter()
+        .filter(|d| !inserted.contains(&d.id.0))
+        .collect();
+    let mut originals = std::collections::HashMap::new();
+    if !repeated.is_empty() {
+        let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+            "SELECT id, integration_id, delivery_id FROM ci_events \
+             WHERE (integration_id, delivery_id) IN \
+               (SELECT * FROM UNNEST($1::uuid[], $2::text[]))",
+        )
+        .bind(
+            repeated
+                .iter()
+                .map(|d| d.integration_id.0)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            repeated
+                .iter()
+                .map(|d| d.event.delivery_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        originals = rows.into_iter().map(|(id, i, d)| ((i, d), id)).collect();
     }
 
-    let original: Uuid = sqlx::query_scalar(
-        "SELECT id FROM ci_events WHERE integration_id = $1 AND delivery_id = $2",
-    )
-    .bind(d.integration_id.0)
-    .bind(d.event.delivery_id.as_deref())
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(DeliveryOutcome::Duplicate(CiEventId(original)))
+    batch
+        .iter()
+        .map(|d| {
+            if inserted.contains(&d.id.0) {
+                return Ok(DeliveryOutcome::Stored(d.id));
+            }
+            let key = (
+                d.integration_id.0,
+                d.event.delivery_id.clone().unwrap_or_default(),
+            );
+            let original = originals.get(&key).ok_or_else(|| {
+                StoreError::Corrupt("a delivery was neither stored nor found".into())
+            })?;
+            Ok(DeliveryOutcome::Duplicate(CiEventId(*original)))
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -276,10 +347,7 @@ impl Store for PgStore {
 
     async fn insert_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<DeliveryOutcome>> {
         let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            outcomes.push(insert_delivery(&mut tx, delivery).await?);
-        }
+        let outcomes = insert_delivery_batch(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -353,29 +421,28 @@ impl Store for PgStore {
         Ok(events)
     }
 
-    async fn finish_ci_event(
-        &self,
-        id: CiEventId,
-        action_taken: &str,
-        emit: &[NewPlatformEvent],
-    ) -> Result<bool> {
+    async fn finish_ci_events(&self, finished: &[FinishedCiEvent]) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
-             WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id.0)
-        .bind(action_taken)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for event in emit {
-            insert_platform_event(&mut tx, event).await?;
+        let mut done = Vec::with_capacity(finished.len());
+        for event in finished {
+            let updated = sqlx::query(
+                "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(event.id.0)
+            .bind(&event.action_taken)
+            .execute(&mut *tx)
+            .await?;
+            let finished_here = updated.rows_affected() == 1;
+            if finished_here {
+                for platform_event in &event.emit {
+                    insert_platform_event(&mut tx, platform_event).await?;
+                }
+            }
+            done.push(finished_here);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent> {

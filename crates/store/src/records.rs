@@ -79,8 +79,10 @@ pub struct NewDelivery {
     pub event: NormalizedEvent,
     pub signature_valid: bool,
     pub secret_slot: Option<u8>,
-    /// The raw body, kept for replay and diagnosis.
-    pub payload: Vec<u8>,
+    /// The raw body, LZ4-compressed with its length prepended (`lz4_flex`), kept for replay
+    /// and diagnosis. Compressed by the caller so the single writer does not spend its time on
+    /// it.
+    pub payload_lz4: Vec<u8>,
 }
 
 /// What storing one delivery did.
@@ -102,6 +104,14 @@ pub struct NewRejection {
     pub delivery_id: Option<String>,
     /// `rejected_signature` or `rejected_unsigned`.
     pub action_taken: String,
+}
+
+/// What processing one queued CI event decided, and the platform events it caused.
+#[derive(Clone, Debug)]
+pub struct FinishedCiEvent {
+    pub id: CiEventId,
+    pub action_taken: String,
+    pub emit: Vec<NewPlatformEvent>,
 }
 
 /// A platform event to append to the log.

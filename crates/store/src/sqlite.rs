@@ -15,8 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::records::{
-    DeliveryOutcome, IntegrationRecord, NewDelivery, NewPlatformEvent, NewRejection, PlatformEvent,
-    Role, TokenRecord,
+    DeliveryOutcome, FinishedCiEvent, IntegrationRecord, NewDelivery, NewPlatformEvent,
+    NewRejection, PlatformEvent, Role, TokenRecord,
 };
 use crate::{Result, Store, StoreError};
 
@@ -142,7 +142,7 @@ async fn insert_delivery(
     .bind(d.signature_valid)
     .bind(d.secret_slot.map(i64::from))
     .bind(serde_json::to_string(&d.event)?)
-    .bind(&d.payload)
+    .bind(&d.payload_lz4)
     .fetch_optional(&mut **tx)
     .await?;
     if inserted.is_some() {
@@ -373,29 +373,28 @@ impl Store for SqliteStore {
         Ok(events)
     }
 
-    async fn finish_ci_event(
-        &self,
-        id: CiEventId,
-        action_taken: &str,
-        emit: &[NewPlatformEvent],
-    ) -> Result<bool> {
+    async fn finish_ci_events(&self, finished: &[FinishedCiEvent]) -> Result<Vec<bool>> {
         let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
-             WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id.to_string())
-        .bind(action_taken)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for event in emit {
-            insert_platform_event(&mut tx, event).await?;
+        let mut done = Vec::with_capacity(finished.len());
+        for event in finished {
+            let updated = sqlx::query(
+                "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(event.id.to_string())
+            .bind(&event.action_taken)
+            .execute(&mut *tx)
+            .await?;
+            let finished_here = updated.rows_affected() == 1;
+            if finished_here {
+                for platform_event in &event.emit {
+                    insert_platform_event(&mut tx, platform_event).await?;
+                }
+            }
+            done.push(finished_here);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent> {

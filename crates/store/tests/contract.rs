@@ -9,8 +9,8 @@ use domain::ids::{PlatformEventId, TokenId};
 use domain::{CiEventId, EventType, IntegrationId, NormalizedEvent, Vendor};
 use serde_json::json;
 use store::{
-    DeliveryOutcome, DeliveryWriter, DynStore, IntegrationRecord, NewDelivery, NewPlatformEvent,
-    NewRejection, Role, StoreError, TokenRecord,
+    DeliveryOutcome, DeliveryWriter, DynStore, FinishedCiEvent, IntegrationRecord, NewDelivery,
+    NewPlatformEvent, NewRejection, Role, StoreError, TokenRecord,
 };
 use test_support::db::{FreshDatabase, fresh_database};
 
@@ -48,7 +48,7 @@ fn delivery(integration: IntegrationId, delivery_id: Option<&str>) -> NewDeliver
         event,
         signature_valid: true,
         secret_slot: Some(0),
-        payload: b"{}".to_vec(),
+        payload_lz4: b"{}".to_vec(),
     }
 }
 
@@ -228,18 +228,21 @@ async fn queue_claims_leases_and_finishes_exactly_once() {
         payload: json!({"id": a.id}),
         created_at: Utc::now(),
     };
-    assert!(
-        store
-            .finish_ci_event(a.id, "runbook_only", std::slice::from_ref(&emitted))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .finish_ci_event(a.id, "runbook_only", &[emitted])
-            .await
-            .unwrap()
-    );
+    let finish = |emit: Vec<NewPlatformEvent>| FinishedCiEvent {
+        id: a.id,
+        action_taken: "runbook_only".into(),
+        emit,
+    };
+    let done = store
+        .finish_ci_events(&[finish(vec![emitted.clone()])])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![true]);
+    let again = store
+        .finish_ci_events(&[finish(vec![emitted])])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![false]);
     let log = store.list_platform_events(Some(0), 10).await.unwrap();
     assert_eq!(log.len(), 1, "the second finish emitted nothing");
     assert_eq!(log[0].event_type, "ci_event_received");

@@ -110,9 +110,37 @@ pub fn parse(vendor: Vendor, delivery: &Delivery<'_>) -> Result<Parsed, ParseErr
     }
 }
 
+/// What the headers alone say about a delivery: the vendor's event name and delivery id, for
+/// recording a rejected delivery without reading its body. Vendors that name neither in
+/// headers (Azure DevOps, Jenkins, Bamboo) give `None`.
+pub fn peek(vendor: Vendor, headers: &HeaderMap) -> (Option<&str>, Option<&str>) {
+    let (event, ids): (&str, &[&str]) = match vendor {
+        Vendor::Github => ("x-github-event", &["x-github-delivery"]),
+        Vendor::Gitlab => (
+            "x-gitlab-event",
+            &["idempotency-key", "x-gitlab-event-uuid"],
+        ),
+        Vendor::Bitbucket => ("x-event-key", &["x-request-uuid", "x-request-id"]),
+        _ => return (None, None),
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    (header(event), ids.iter().find_map(|name| header(name)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_reads_event_and_delivery_headers_only() {
+        let headers = testkit::headers(&[("x-event-key", "pr:opened"), ("x-request-id", "r-1")]);
+        assert_eq!(
+            peek(Vendor::Bitbucket, &headers),
+            (Some("pr:opened"), Some("r-1"))
+        );
+        assert_eq!(peek(Vendor::Github, &headers), (None, None));
+        assert_eq!(peek(Vendor::Jenkins, &headers), (None, None));
+    }
 
     #[test]
     fn only_ci_vendors_are_accepted() {
