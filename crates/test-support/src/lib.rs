@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod db;
+pub mod scan_corpus;
 pub mod webhook_corpus;

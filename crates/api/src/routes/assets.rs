@@ -59,13 +59,16 @@ pub async fn list(
     params: Result<Query<AssetParams>, QueryRejection>,
 ) -> ApiResult<Json<AssetList>> {
     caller.require(Role::Viewer)?;
-    let Query(params) = params.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let Query(params) =
+        params.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
     let limit = page_limit(params.limit)?;
     let after: Option<AssetId> = parse_cursor(params.cursor.as_deref())?;
     let mut items = state.store.list_assets(after, limit + 1).await?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let next_cursor = more.then(|| items.last().map(|a| a.id.to_string())).flatten();
+    let next_cursor = more
+        .then(|| items.last().map(|a| a.id.to_string()))
+        .flatten();
     Ok(Json(AssetList { items, next_cursor }))
 }
 

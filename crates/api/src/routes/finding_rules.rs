@@ -189,9 +189,13 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
     let id: FindingRuleId = parse_path_id(&id, "finding rule")?;
-    state.store.delete_finding_rule(id).await.map_err(|e| match e {
-        store::StoreError::NotFound => ApiError::not_found("finding rule"),
-        e => e.into(),
-    })?;
+    state
+        .store
+        .delete_finding_rule(id)
+        .await
+        .map_err(|e| match e {
+            store::StoreError::NotFound => ApiError::not_found("finding rule"),
+            e => e.into(),
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }

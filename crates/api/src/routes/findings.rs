@@ -103,7 +103,8 @@ pub async fn list(
     params: Result<Query<FindingParams>, QueryRejection>,
 ) -> ApiResult<Json<FindingList>> {
     caller.require(Role::Viewer)?;
-    let Query(params) = params.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let Query(params) =
+        params.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
     let bad = |field: &str| ApiError::validation(vec![FieldError::new(field, "must be an id")]);
     let filter = FindingFilter {
         scan_id: parse_cursor::<ScanId>(params.scan_id.as_deref()).map_err(|_| bad("scan_id"))?,

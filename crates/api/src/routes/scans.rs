@@ -108,13 +108,19 @@ pub(crate) fn parse_cursor<T: std::str::FromStr>(cursor: Option<&str>) -> ApiRes
 }
 
 pub(crate) fn parse_severity(raw: Option<&str>) -> ApiResult<Option<Severity>> {
-    raw.map(|s| s.parse().map_err(|e: domain::severity::UnknownSeverity| invalid("severity", e.to_string())))
-        .transpose()
+    raw.map(|s| {
+        s.parse()
+            .map_err(|e: domain::severity::UnknownSeverity| invalid("severity", e.to_string()))
+    })
+    .transpose()
 }
 
 pub(crate) fn parse_status(raw: Option<&str>) -> ApiResult<Option<FindingStatus>> {
-    raw.map(|s| s.parse().map_err(|e: domain::scan::UnknownStatus| invalid("status", e.to_string())))
-        .transpose()
+    raw.map(|s| {
+        s.parse()
+            .map_err(|e: domain::scan::UnknownStatus| invalid("status", e.to_string()))
+    })
+    .transpose()
 }
 
 /// Checks the CI context and resolves the integration's severity settings.
@@ -157,7 +163,10 @@ pub async fn import(
     let format = params
         .format
         .as_deref()
-        .map(|f| f.parse::<Format>().map_err(|e| invalid("format", e.to_string())))
+        .map(|f| {
+            f.parse::<Format>()
+                .map_err(|e| invalid("format", e.to_string()))
+        })
         .transpose()?;
     let (integration_id, policy) = severity_policy(&state, &params).await?;
     let started_at = Utc::now();
@@ -240,7 +249,9 @@ pub async fn list(
     let mut items = state.store.list_scans(&filter, before, limit + 1).await?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let next_cursor = more.then(|| items.last().map(|s| s.id.to_string())).flatten();
+    let next_cursor = more
+        .then(|| items.last().map(|s| s.id.to_string()))
+        .flatten();
     Ok(Json(ScanList { items, next_cursor }))
 }
 
@@ -293,6 +304,8 @@ pub(crate) async fn list_page(
     let mut items = state.store.list_findings(filter, after, limit + 1).await?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let next_cursor = more.then(|| items.last().map(|f| f.id.to_string())).flatten();
+    let next_cursor = more
+        .then(|| items.last().map(|f| f.id.to_string()))
+        .flatten();
     Ok(Json(FindingList { items, next_cursor }))
 }
