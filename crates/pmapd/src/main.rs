@@ -1,6 +1,8 @@
 //! `pmapd`: parse the command line, load the configuration, start tracing, and hand over to
 //! the server. Nothing else lives here.
 
+mod import;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -26,6 +28,8 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Send a scanner's result file to a running server and print its counts.
+    Import(Box<import::ImportArgs>),
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -46,6 +50,13 @@ enum TokenCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Import(args) = cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        return runtime.block_on(import::run(*args));
+    }
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -58,6 +69,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Import(args) => import::run(*args).await,
         Command::Migrate => {
             let store = api::open_store(&config).await?;
             tracing::info!(backend = store.backend(), "migrations applied");
