@@ -97,6 +97,21 @@ pub trait Store: ScanStore + Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Finished CI events grouped by what was decided, so each group is one statement.
+fn group_by_action(finished: &[FinishedCiEvent]) -> Vec<(&str, Vec<CiEventId>)> {
+    let mut groups: Vec<(&str, Vec<CiEventId>)> = Vec::new();
+    for event in finished {
+        match groups
+            .iter_mut()
+            .find(|(action, _)| *action == event.action_taken)
+        {
+            Some((_, ids)) => ids.push(event.id),
+            None => groups.push((&event.action_taken, vec![event.id])),
+        }
+    }
+    groups
+}
+
 /// Opens the backend a database URL names (`sqlite://…` or `postgres://…`).
 pub async fn connect(url: &str) -> Result<DynStore> {
     if url.starts_with("sqlite:") {

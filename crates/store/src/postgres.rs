@@ -423,23 +423,50 @@ impl Store for PgStore {
 
     async fn finish_ci_events(&self, finished: &[FinishedCiEvent]) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
-        let mut done = Vec::with_capacity(finished.len());
-        for event in finished {
-            let updated = sqlx::query(
-                "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
-                 WHERE id = $1 AND state = 'pending'",
+        let mut done_ids = std::collections::HashSet::new();
+        for (action_taken, ids) in crate::group_by_action(finished) {
+            let rows: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE ci_events SET state = 'done', action_taken = $1, locked_until = NULL \
+                 WHERE state = 'pending' AND id = ANY($2) RETURNING id",
             )
-            .bind(event.id.0)
-            .bind(&event.action_taken)
+            .bind(action_taken)
+            .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            done_ids.extend(rows);
+        }
+
+        let done: Vec<bool> = finished
+            .iter()
+            .map(|f| done_ids.contains(&f.id.0))
+            .collect();
+        let emit: Vec<&NewPlatformEvent> = finished
+            .iter()
+            .zip(&done)
+            .filter(|(_, done)| **done)
+            .flat_map(|(f, _)| &f.emit)
+            .collect();
+        if !emit.is_empty() {
+            let payloads: Vec<String> = emit
+                .iter()
+                .map(|e| serde_json::to_string(&e.payload))
+                .collect::<Result<_, _>>()?;
+            sqlx::query(
+                "INSERT INTO platform_events (id, event_type, payload, created_at) \
+                 SELECT id, event_type, payload::jsonb, created_at \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+                   WITH ORDINALITY AS t(id, event_type, payload, created_at, n) ORDER BY n",
+            )
+            .bind(emit.iter().map(|e| e.id.0).collect::<Vec<_>>())
+            .bind(
+                emit.iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(payloads)
+            .bind(emit.iter().map(|e| e.created_at).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
-            let finished_here = updated.rows_affected() == 1;
-            if finished_here {
-                for platform_event in &event.emit {
-                    insert_platform_event(&mut tx, platform_event).await?;
-                }
-            }
-            done.push(finished_here);
         }
         tx.commit().await?;
         Ok(done)

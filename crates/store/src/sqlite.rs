@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::records::{
     DeliveryOutcome, FinishedCiEvent, IntegrationRecord, NewDelivery, NewPlatformEvent,
@@ -121,42 +121,60 @@ pub(crate) async fn insert_platform_event(
     Ok(seq)
 }
 
-async fn insert_delivery(
+/// Stores a batch with one multi-row insert (one statement for the whole group commit), then
+/// looks up the originals of the deliveries that were already there.
+async fn insert_delivery_batch(
     tx: &mut Transaction<'_, Sqlite>,
-    d: &NewDelivery,
-) -> Result<DeliveryOutcome> {
-    let inserted: Option<String> = sqlx::query_scalar(
+    batch: &[NewDelivery],
+) -> Result<Vec<DeliveryOutcome>> {
+    let events: Vec<String> = batch
+        .iter()
+        .map(|d| serde_json::to_string(&d.event))
+        .collect::<Result<_, _>>()?;
+    let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO ci_events (id, integration_id, vendor, received_at, delivery_id, \
          vendor_event, event_type, signature_valid, secret_slot, action_taken, event, payload, \
-         state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, 'pending') \
-         ON CONFLICT (integration_id, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING \
+         state) ",
+    );
+    insert.push_values(batch.iter().zip(&events), |mut row, (d, event)| {
+        row.push_bind(d.id.to_string())
+            .push_bind(d.integration_id.to_string())
+            .push_bind(d.vendor.as_str())
+            .push_bind(d.received_at)
+            .push_bind(d.event.delivery_id.as_deref())
+            .push_bind(d.event.vendor_event.as_str())
+            .push_bind(d.event.event_type.as_str())
+            .push_bind(d.signature_valid)
+            .push_bind(d.secret_slot.map(i64::from))
+            .push("'queued'")
+            .push_bind(event.as_str())
+            .push_bind(d.payload_lz4.as_slice())
+            .push("'pending'");
+    });
+    insert.push(
+        " ON CONFLICT (integration_id, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING \
          RETURNING id",
-    )
-    .bind(d.id.to_string())
-    .bind(d.integration_id.to_string())
-    .bind(d.vendor.as_str())
-    .bind(d.received_at)
-    .bind(d.event.delivery_id.as_deref())
-    .bind(&d.event.vendor_event)
-    .bind(d.event.event_type.as_str())
-    .bind(d.signature_valid)
-    .bind(d.secret_slot.map(i64::from))
-    .bind(serde_json::to_string(&d.event)?)
-    .bind(&d.payload_lz4)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if inserted.is_some() {
-        return Ok(DeliveryOutcome::Stored(d.id));
-    }
+    );
+    let inserted: Vec<String> = insert.build_query_scalar().fetch_all(&mut **tx).await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
 
-    let original: String = sqlx::query_scalar(
-        "SELECT id FROM ci_events WHERE integration_id = $1 AND delivery_id = $2",
-    )
-    .bind(d.integration_id.to_string())
-    .bind(d.event.delivery_id.as_deref())
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(DeliveryOutcome::Duplicate(parse_id(&original)?))
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for d in batch {
+        let id = d.id.to_string();
+        if inserted.contains(&id) {
+            outcomes.push(DeliveryOutcome::Stored(d.id));
+            continue;
+        }
+        let original: String = sqlx::query_scalar(
+            "SELECT id FROM ci_events WHERE integration_id = $1 AND delivery_id = $2",
+        )
+        .bind(d.integration_id.to_string())
+        .bind(d.event.delivery_id.as_deref())
+        .fetch_one(&mut **tx)
+        .await?;
+        outcomes.push(DeliveryOutcome::Duplicate(parse_id(&original)?));
+    }
+    Ok(outcomes)
 }
 
 #[async_trait]
@@ -293,11 +311,11 @@ impl Store for SqliteStore {
     }
 
     async fn insert_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<DeliveryOutcome>> {
-        let mut tx = self.writer.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            outcomes.push(insert_delivery(&mut tx, delivery).await?);
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut tx = self.writer.begin().await?;
+        let outcomes = insert_delivery_batch(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -375,23 +393,45 @@ impl Store for SqliteStore {
 
     async fn finish_ci_events(&self, finished: &[FinishedCiEvent]) -> Result<Vec<bool>> {
         let mut tx = self.writer.begin().await?;
-        let mut done = Vec::with_capacity(finished.len());
-        for event in finished {
-            let updated = sqlx::query(
-                "UPDATE ci_events SET state = 'done', action_taken = $2, locked_until = NULL \
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(event.id.to_string())
-            .bind(&event.action_taken)
-            .execute(&mut *tx)
-            .await?;
-            let finished_here = updated.rows_affected() == 1;
-            if finished_here {
-                for platform_event in &event.emit {
-                    insert_platform_event(&mut tx, platform_event).await?;
-                }
+        let mut done_ids = std::collections::HashSet::new();
+        for (action_taken, ids) in crate::group_by_action(finished) {
+            let mut update = QueryBuilder::<Sqlite>::new("UPDATE ci_events SET state = 'done', ");
+            update.push("action_taken = ").push_bind(action_taken);
+            update.push(", locked_until = NULL WHERE state = 'pending' AND id IN (");
+            let mut list = update.separated(", ");
+            for id in ids {
+                list.push_bind(id.to_string());
             }
-            done.push(finished_here);
+            update.push(") RETURNING id");
+            let rows: Vec<String> = update.build_query_scalar().fetch_all(&mut *tx).await?;
+            done_ids.extend(rows);
+        }
+
+        let done: Vec<bool> = finished
+            .iter()
+            .map(|f| done_ids.contains(&f.id.to_string()))
+            .collect();
+        let emit: Vec<&NewPlatformEvent> = finished
+            .iter()
+            .zip(&done)
+            .filter(|(_, done)| **done)
+            .flat_map(|(f, _)| &f.emit)
+            .collect();
+        for chunk in emit.chunks(500) {
+            let payloads: Vec<String> = chunk
+                .iter()
+                .map(|e| serde_json::to_string(&e.payload))
+                .collect::<Result<_, _>>()?;
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO platform_events (id, event_type, payload, created_at) ",
+            );
+            insert.push_values(chunk.iter().zip(&payloads), |mut row, (e, payload)| {
+                row.push_bind(e.id.to_string())
+                    .push_bind(e.event_type.as_str())
+                    .push_bind(payload.as_str())
+                    .push_bind(e.created_at);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(done)

@@ -321,3 +321,78 @@ async fn group_commit_stores_concurrent_deliveries() {
     assert_eq!((stored, duplicates), (50, 50));
     assert_eq!(store.list_ci_events(id, 200).await.unwrap().len(), 50);
 }
+
+#[tokio::test]
+async fn a_round_finishes_in_one_call_with_mixed_decisions() {
+    let (store, _db) = open().await;
+    let id = IntegrationId::new();
+    let batch: Vec<NewDelivery> = (0..5)
+        .map(|n| delivery(id, Some(&format!("r-{n}"))))
+        .collect();
+    store.insert_deliveries(&batch).await.unwrap();
+    store
+        .claim_ci_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let already = FinishedCiEvent {
+        id: batch[4].id,
+        action_taken: "runbook_only".into(),
+        emit: vec![],
+    };
+    assert_eq!(
+        store.finish_ci_events(&[already]).await.unwrap(),
+        vec![true]
+    );
+
+    let round: Vec<FinishedCiEvent> = batch
+        .iter()
+        .enumerate()
+        .map(|(n, d)| FinishedCiEvent {
+            id: d.id,
+            action_taken: if n % 2 == 0 {
+                "filtered_branch"
+            } else {
+                "runbook_only"
+            }
+            .into(),
+            emit: vec![NewPlatformEvent {
+                id: PlatformEventId::new(),
+                event_type: "ci_event_received".into(),
+                payload: json!({"n": n}),
+                created_at: Utc::now(),
+            }],
+        })
+        .collect();
+    let done = store.finish_ci_events(&round).await.unwrap();
+    assert_eq!(done, vec![true, true, true, true, false]);
+
+    let log = store.list_platform_events(Some(0), 10).await.unwrap();
+    let order: Vec<i64> = log
+        .iter()
+        .map(|e| e.payload["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        vec![0, 1, 2, 3],
+        "emitted in order, none for the event finished before"
+    );
+    let audit = store.list_ci_events(id, 10).await.unwrap();
+    let action = |d: &NewDelivery| {
+        audit
+            .iter()
+            .find(|e| e.id == d.id)
+            .unwrap()
+            .action_taken
+            .clone()
+    };
+    assert_eq!(action(&batch[0]), "filtered_branch");
+    assert_eq!(action(&batch[1]), "runbook_only");
+    assert!(
+        store
+            .claim_ci_events(10, Duration::from_millis(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
