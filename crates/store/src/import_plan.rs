@@ -41,7 +41,38 @@ pub(crate) struct Plan {
     /// Stored findings the scan fixed that are to be marked `fixed`.
     pub mark_fixed: Vec<FindingId>,
     pub history: Vec<HistoryRecord>,
-    pub events: Vec<NewPlatformEvent>,
+    /// Indexes into `findings` of those new to the repository and those reopened.
+    created: Vec<usize>,
+    reopened: Vec<usize>,
+    asset: AssetRecord,
+}
+
+impl Plan {
+    /// The platform events of the import, built one at a time as they are written, so a large
+    /// first import never holds a hundred thousand payloads at once.
+    pub fn events(&self) -> impl Iterator<Item = NewPlatformEvent> + '_ {
+        let at = self.scan.finished_at.unwrap_or(self.scan.started_at);
+        let finding_event = move |event_type: &'static str, index: usize| {
+            let payload = json!({
+                "finding": self.findings[index],
+                "asset": self.asset,
+                "scan_id": self.scan.id,
+            });
+            event(event_type, payload, at)
+        };
+        let created = self
+            .created
+            .iter()
+            .map(move |&i| finding_event("finding_created", i));
+        let reopened = self
+            .reopened
+            .iter()
+            .map(move |&i| finding_event("finding_reopened", i));
+        let finished = std::iter::once_with(move || {
+            event("scan_finished", scan_finished(&self.scan, &self.asset), at)
+        });
+        created.chain(reopened).chain(finished)
+    }
 }
 
 /// The branches to look for a baseline on, in order.
@@ -244,30 +275,15 @@ pub(crate) fn plan(
         triggered_by: import.triggered_by,
     };
 
-    let mut events = Vec::with_capacity(created.len() + reopened.len() + 1);
-    for index in created {
-        events.push(event(
-            "finding_created",
-            json!({"finding": findings[index], "asset": asset, "scan_id": scan.id}),
-            at,
-        ));
-    }
-    for index in reopened {
-        events.push(event(
-            "finding_reopened",
-            json!({"finding": findings[index], "asset": asset, "scan_id": scan.id}),
-            at,
-        ));
-    }
-    events.push(event("scan_finished", scan_finished(&scan, asset), at));
-
     Plan {
         scan,
         findings,
         members,
         mark_fixed,
         history: history_rows,
-        events,
+        created,
+        reopened,
+        asset: asset.clone(),
     }
 }
 

@@ -383,7 +383,7 @@ async fn write_plan(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Result<(
     }
 
     insert_history(tx, &plan.history).await?;
-    insert_events(tx, &plan.events).await
+    insert_events(tx, plan.events()).await
 }
 
 async fn insert_history(tx: &mut Transaction<'_, Postgres>, rows: &[HistoryRecord]) -> Result<()> {
@@ -409,17 +409,19 @@ async fn insert_history(tx: &mut Transaction<'_, Postgres>, rows: &[HistoryRecor
 /// The platform-event insert of `postgres.rs`, many rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,
-    events: &[NewPlatformEvent],
+    events: impl Iterator<Item = NewPlatformEvent>,
 ) -> Result<()> {
-    if let [one] = events {
-        insert_platform_event(tx, one).await?;
-        return Ok(());
-    }
-    for chunk in events.chunks(CHUNK) {
+    let mut events = events.peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
+        if let [one] = chunk.as_slice() {
+            insert_platform_event(tx, one).await?;
+            continue;
+        }
         let mut query = QueryBuilder::<Postgres>::new(
             "INSERT INTO platform_events (id, event_type, payload, created_at) ",
         );
-        query.push_values(chunk, |mut row, e| {
+        query.push_values(&chunk, |mut row, e| {
             row.push_bind(e.id.0)
                 .push_bind(&e.event_type)
                 .push_bind(&e.payload)

@@ -357,7 +357,7 @@ async fn write_plan(tx: &mut Transaction<'_, Sqlite>, plan: &Plan) -> Result<()>
     }
 
     insert_history(tx, &plan.history).await?;
-    insert_events(tx, &plan.events).await
+    insert_events(tx, plan.events()).await
 }
 
 async fn insert_history(tx: &mut Transaction<'_, Sqlite>, rows: &[HistoryRecord]) -> Result<()> {
@@ -390,13 +390,15 @@ async fn insert_history(tx: &mut Transaction<'_, Sqlite>, rows: &[HistoryRecord]
 /// The platform-event insert of `sqlite.rs`, many rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'_, Sqlite>,
-    events: &[NewPlatformEvent],
+    events: impl Iterator<Item = NewPlatformEvent>,
 ) -> Result<()> {
-    if let [one] = events {
-        insert_platform_event(tx, one).await?;
-        return Ok(());
-    }
-    for chunk in events.chunks(CHUNK) {
+    let mut events = events.peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
+        if let [one] = chunk.as_slice() {
+            insert_platform_event(tx, one).await?;
+            continue;
+        }
         let payloads = chunk
             .iter()
             .map(|e| json_text(&e.payload))
