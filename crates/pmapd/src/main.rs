@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand};
 use store::{Role, TokenRecord};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator: under a webhook burst glibc's per-thread arenas
+/// kept tens of megabytes of freed request buffers resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "pmapd", version, about = "PMAP, the DevSecOps integration hub")]
 struct Cli {
