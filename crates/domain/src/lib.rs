@@ -7,6 +7,7 @@ pub mod ci_event;
 pub mod condition;
 pub mod duration;
 pub mod finding_rule;
+pub mod gate;
 pub mod ids;
 pub mod integration;
 pub mod scan;
