@@ -78,3 +78,11 @@ id_type!(
     /// One comment on a finding.
     CommentId
 );
+id_type!(
+    /// One runbook.
+    RunbookId
+);
+id_type!(
+    /// One execution of a runbook, for one platform event.
+    ExecutionId
+);

@@ -5,3 +5,4 @@
 //! The engine never speaks HTTP and never parses vendor payloads; it works on stored rows.
 
 pub mod orchestrator;
+pub mod runbooks;

@@ -8,10 +8,13 @@
 mod error;
 mod import_plan;
 mod postgres;
+mod postgres_runbooks;
 mod postgres_scans;
 mod records;
+mod runbooks;
 mod scans;
 mod sqlite;
+mod sqlite_runbooks;
 mod sqlite_scans;
 mod writer;
 
@@ -27,6 +30,10 @@ pub use records::{
     DeliveryOutcome, FinishedCiEvent, IntegrationRecord, NewDelivery, NewPlatformEvent,
     NewRejection, PlatformEvent, Role, TokenRecord,
 };
+pub use runbooks::{
+    ActionResult, BREAKER_THRESHOLD, BreakerEffect, ExecutionRecord, MatchRound, RunbookRecord,
+    RunbookStore,
+};
 pub use scans::{
     AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
     HistoryRecord, NewFinding, ScanFilter, ScanImport, ScanRecord, ScanStore,
@@ -38,7 +45,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything PMAP keeps. Both backends pass the same contract test suite.
 #[async_trait]
-pub trait Store: ScanStore + Send + Sync + 'static {
+pub trait Store: ScanStore + RunbookStore + Send + Sync + 'static {
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
 
