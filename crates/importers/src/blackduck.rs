@@ -1,7 +1,8 @@
 //! Black Duck: the REST `vulnerable-bom-components` items (a bare array or a page with
 //! `items`), the version report's security CSV, and the Binary Analysis (BDBA) CSV, which has
-//! only CVSS scores. Every row is a package finding keyed by component and vulnerability id,
-//! so the same vulnerability in two versions or two binaries is one finding.
+//! only CVSS scores. Every item or row is one package finding keyed by component and
+//! vulnerability id; the same vulnerability in another version or binary is another occurrence
+//! of that key.
 
 use serde::Deserialize;
 

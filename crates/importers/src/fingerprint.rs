@@ -1,18 +1,56 @@
 //! Fingerprints: the hex SHA-256 that identifies one problem across scans, and the pass that
-//! folds repeats of the same problem within one scan into a single finding.
+//! turns the results of one scan into findings with one fingerprint each.
 //!
-//! A fingerprint never hashes a line number, so unrelated edits that shift code do not make an
-//! old problem look fixed and a new one appear. Code findings hash the tool, rule, file and
-//! either the scanner's own stable fingerprint or a normalized message and snippet. Package
-//! findings hash the tool, package name and vulnerability id, never the version or the file.
-//! Line numbers are used only to order identical fingerprints found at different places in one
-//! scan, the way an occurrence counter would. This module never looks at severity tables.
+//! A fingerprint never hashes a line number or a package version. Code findings hash the tool,
+//! rule, file and either the scanner's own stable fingerprint or a normalized message and
+//! snippet, so unrelated edits that shift code do not make an old problem look fixed and a new
+//! one appear, while two different problems on one line stay apart. Package findings hash the
+//! tool, package name and vulnerability id (plus the workload, for a file that covers many), so
+//! upgrading a package that is still vulnerable keeps its finding. This is the *base key*.
+//!
+//! Each format counts findings at its own grain, and one scan can hold several results with
+//! the same base key that the grain tells apart. Every result carries a [`Grain`]:
+//!
+//! - [`Grain::EachResult`]: every result the file lists is one finding (a SARIF result object,
+//!   a CSV row, an element of a results array).
+//! - [`Grain::Key`]: results that agree on base key and grain key are repeats of one finding and
+//!   merge (Snyk's one entry per dependency path of the same project, package version and issue;
+//!   Grype's one match per location of the same package version and vulnerability; a Fortify
+//!   issue listed in two report sections). Merged repeats are counted in
+//!   [`ParsedScan::duplicates_merged`]; of them the most severe is kept (the first of equals),
+//!   with the vulnerability ids of all.
+//!
+//! What remains of one base key is then ordered by package version (digit runs compared as
+//! numbers), grain key, file, line and document order; the first keeps the bare base key and
+//! the n-th gets the hash of ("occurrence", base key, n). A scan with one lodash version still
+//! vulnerable after an upgrade keeps its fingerprint; a scan with two vulnerable lodash versions
+//! has two findings. This module never looks at severity tables.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
 use crate::{ParsedScan, RawFinding};
+
+/// What the format counts as one finding among results with the same base key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Grain {
+    /// Every result is its own finding.
+    #[default]
+    EachResult,
+    /// Results with equal parts are repeats of one finding.
+    Key(Vec<String>),
+}
+
+impl Grain {
+    fn parts(&self) -> &[String] {
+        match self {
+            Grain::EachResult => &[],
+            Grain::Key(parts) => parts,
+        }
+    }
+}
 
 /// The fingerprint of a code finding that the scanner gave its own stable identity.
 pub fn from_tool(tool: &str, rule_id: &str, file_path: Option<&str>, tool_id: &str) -> String {
@@ -103,74 +141,136 @@ fn hash(parts: &[&str]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Gives identical fingerprints at different lines their own occurrence, then merges what is
-/// still identical: the same problem reported twice in one scan is one finding.
-///
-/// Of merged findings the most severe is kept (the first of equals), with the vulnerability
-/// ids of all of them.
+/// Merges repeats at each result's grain, then gives every further occurrence of a base key
+/// its own fingerprint (see the module documentation).
 pub(crate) fn finish(mut scan: ParsedScan) -> ParsedScan {
     let findings = std::mem::take(&mut scan.findings);
-    let findings = separate_occurrences(findings);
 
-    let mut merged: Vec<RawFinding> = Vec::with_capacity(findings.len());
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(findings.len());
-    for finding in findings {
-        let Some(&at) = index.get(&finding.fingerprint) else {
-            index.insert(finding.fingerprint.clone(), merged.len());
-            merged.push(finding);
+    // Each kept finding with the document position of its first result.
+    let mut kept: Vec<(usize, RawFinding)> = Vec::with_capacity(findings.len());
+    let mut repeats: HashMap<(String, Vec<String>), usize> = HashMap::new();
+    for (position, finding) in findings.into_iter().enumerate() {
+        let Grain::Key(parts) = &finding.grain else {
+            kept.push((position, finding));
+            continue;
+        };
+        let key = (finding.fingerprint.clone(), parts.clone());
+        let Some(&at) = repeats.get(&key) else {
+            repeats.insert(key, kept.len());
+            kept.push((position, finding));
             continue;
         };
         scan.duplicates_merged += 1;
-        let kept = &mut merged[at];
-        let other_ids = if finding.severity > kept.severity {
-            std::mem::replace(kept, finding).vulnerability_ids
-        } else {
-            finding.vulnerability_ids
-        };
-        for id in other_ids {
-            if !kept.vulnerability_ids.contains(&id) {
-                kept.vulnerability_ids.push(id);
-            }
-        }
+        merge_into(&mut kept[at].1, finding);
     }
-    scan.findings = merged;
+
+    separate_occurrences(&mut kept);
+    scan.findings = kept
+        .into_iter()
+        .map(|(_, mut finding)| {
+            finding.grain = Grain::EachResult;
+            finding
+        })
+        .collect();
     scan
 }
 
-/// Within each group of equal fingerprints, the findings on the n-th distinct line (n > 0, in
-/// line order) get the fingerprint of "base, occurrence n". Package findings have no line and
-/// are left alone.
-fn separate_occurrences(mut findings: Vec<RawFinding>) -> Vec<RawFinding> {
-    let mut lines: HashMap<&str, Vec<Option<i64>>> = HashMap::new();
-    for finding in &findings {
-        let seen = lines.entry(finding.fingerprint.as_str()).or_default();
-        if !seen.contains(&finding.line) {
-            seen.push(finding.line);
+/// Folds a repeat into the kept finding: the more severe one stays, with all vulnerability ids.
+fn merge_into(kept: &mut RawFinding, repeat: RawFinding) {
+    let other_ids = if repeat.severity > kept.severity {
+        std::mem::replace(kept, repeat).vulnerability_ids
+    } else {
+        repeat.vulnerability_ids
+    };
+    for id in other_ids {
+        if !kept.vulnerability_ids.contains(&id) {
+            kept.vulnerability_ids.push(id);
         }
     }
-    let occurrences: HashMap<String, Vec<Option<i64>>> = lines
-        .into_iter()
-        .filter(|(_, seen)| seen.len() > 1)
-        .map(|(fingerprint, mut seen)| {
-            seen.sort_unstable();
-            (fingerprint.to_owned(), seen)
-        })
-        .collect();
+}
 
-    for finding in &mut findings {
-        let Some(seen) = occurrences.get(&finding.fingerprint) else {
-            continue;
+/// Within each group of equal base keys, in occurrence order, the n-th finding (n > 0) gets
+/// the fingerprint of "base key, occurrence n".
+fn separate_occurrences(findings: &mut [(usize, RawFinding)]) {
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (at, (_, finding)) in findings.iter().enumerate() {
+        groups
+            .entry(finding.fingerprint.as_str())
+            .or_default()
+            .push(at);
+    }
+    let mut renames: Vec<(usize, usize)> = Vec::new();
+    for mut members in groups.into_values().filter(|members| members.len() > 1) {
+        members.sort_by(|&a, &b| occurrence_order(&findings[a], &findings[b]));
+        renames.extend(
+            members
+                .into_iter()
+                .enumerate()
+                .skip(1)
+                .map(|(n, at)| (at, n)),
+        );
+    }
+    for (at, occurrence) in renames {
+        let finding = &mut findings[at].1;
+        finding.fingerprint = hash(&["occurrence", &finding.fingerprint, &occurrence.to_string()]);
+    }
+}
+
+/// Version, grain key, file, line, then document order.
+fn occurrence_order(a: &(usize, RawFinding), b: &(usize, RawFinding)) -> Ordering {
+    let ((a_position, a), (b_position, b)) = (a, b);
+    compare_versions(a.package_version.as_deref(), b.package_version.as_deref())
+        .then_with(|| a.grain.parts().cmp(b.grain.parts()))
+        .then_with(|| a.file_path.cmp(&b.file_path))
+        .then_with(|| a.line.cmp(&b.line))
+        .then_with(|| a_position.cmp(b_position))
+}
+
+/// Orders versions so that `4.17.9` comes before `4.17.20`: runs of digits compare as numbers,
+/// everything else as text. No version comes first.
+fn compare_versions(a: Option<&str>, b: Option<&str>) -> Ordering {
+    let (Some(a), Some(b)) = (a, b) else {
+        return a.is_some().cmp(&b.is_some());
+    };
+    let (mut a_runs, mut b_runs) = (runs(a), runs(b));
+    loop {
+        let order = match (a_runs.next(), b_runs.next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => match (is_digits(x), is_digits(y)) {
+                (true, true) => {
+                    let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                    x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+                }
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                (false, false) => x.cmp(y),
+            },
         };
-        let occurrence = seen
-            .iter()
-            .position(|line| *line == finding.line)
-            .unwrap_or(0);
-        if occurrence > 0 {
-            finding.fingerprint =
-                hash(&["occurrence", &finding.fingerprint, &occurrence.to_string()]);
+        if order != Ordering::Equal {
+            return order;
         }
     }
-    findings
+}
+
+fn is_digits(run: &str) -> bool {
+    run.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
+
+/// Splits text into maximal runs of ASCII digits and of everything else.
+fn runs(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let digits = rest.bytes().next()?.is_ascii_digit();
+        let end = rest
+            .bytes()
+            .position(|b| b.is_ascii_digit() != digits)
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(end);
+        rest = tail;
+        Some(run)
+    })
 }
 
 #[cfg(test)]
@@ -193,6 +293,21 @@ mod tests {
     fn paths_lose_scheme_and_dot() {
         assert_eq!(normalize_path("file:///src/a.c"), "/src/a.c");
         assert_eq!(normalize_path("./src\\a.c"), "src/a.c");
+    }
+
+    #[test]
+    fn versions_compare_digit_runs_as_numbers() {
+        let order = |a, b| compare_versions(Some(a), Some(b));
+        assert_eq!(order("4.17.9", "4.17.20"), Ordering::Less);
+        assert_eq!(order("1.2.0", "0.0.8"), Ordering::Greater);
+        assert_eq!(order("1.2", "1.2.0"), Ordering::Less);
+        assert_eq!(order("2.0.0-rc1", "2.0.0-rc10"), Ordering::Less);
+        assert_eq!(
+            order("1.01", "1.1"),
+            Ordering::Less,
+            "ties fall back to the text"
+        );
+        assert_eq!(compare_versions(None, Some("0")), Ordering::Less);
     }
 
     #[test]

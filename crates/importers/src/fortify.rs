@@ -12,7 +12,7 @@ use std::io::{Cursor, Read};
 use domain::Severity;
 
 use crate::error::{ImportError, Position};
-use crate::fingerprint;
+use crate::fingerprint::{self, Grain};
 use crate::format::Format;
 use crate::severity;
 use crate::xml::{Node, XmlReader, local_name};
@@ -296,6 +296,8 @@ fn fvdl_finding(
         status_hint: hint,
         file_path: vulnerability.file_path,
         line: vulnerability.line,
+        // One instance id is one finding wherever it is listed.
+        grain: Grain::Key(Vec::new()),
         ..RawFinding::new(
             fingerprint,
             vulnerability.class_id,
@@ -376,6 +378,8 @@ fn report_finding(issue: Issue) -> RawFinding {
         vendor_severity: issue.friority,
         file_path,
         line: issue.line,
+        // A report lists one issue in every section it belongs to: one finding per iid.
+        grain: Grain::Key(Vec::new()),
         ..RawFinding::new(
             fingerprint,
             issue.rule_id,

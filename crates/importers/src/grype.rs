@@ -1,10 +1,11 @@
-//! Grype JSON: one package finding per match, keyed by package and vulnerability id. The same
-//! vulnerability matched at several locations of one package is one finding.
+//! Grype JSON: package findings keyed by package and vulnerability id. The same vulnerability
+//! matched at several locations of one package version is one finding; another version of the
+//! package is another occurrence of the same key.
 
 use serde::Deserialize;
 
 use crate::error::ImportError;
-use crate::fingerprint;
+use crate::fingerprint::{self, Grain};
 use crate::format::Format;
 use crate::json::{self, Scalar};
 use crate::severity;
@@ -120,6 +121,7 @@ fn finding(tool: &str, found: &Match) -> RawFinding {
         purl: artifact.purl.clone().filter(|purl| !purl.is_empty()),
         vulnerability_ids: ids,
         cvss_score,
+        grain: Grain::Key(vec![artifact.version.clone().unwrap_or_default()]),
         ..RawFinding::new(
             fingerprint,
             vulnerability.id.clone(),

@@ -41,13 +41,15 @@ pub const MAX_INPUT_BYTES: u64 = 512 * 1024 * 1024;
 /// Deepest JSON or XML nesting accepted; real scanner output stays far below it.
 pub const MAX_DEPTH: usize = 128;
 
-/// The findings of one result file, deduplicated by fingerprint.
+/// The findings of one result file, one per problem at the format's counting grain, each with
+/// its own fingerprint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParsedScan {
     pub tool: String,
     pub tool_version: Option<String>,
     pub findings: Vec<RawFinding>,
-    /// How many results were folded into another one with the same fingerprint.
+    /// How many results were folded into another one as repeats of the same problem (see
+    /// [`fingerprint`]).
     pub duplicates_merged: usize,
 }
 
@@ -74,6 +76,10 @@ pub struct RawFinding {
     pub vulnerability_ids: Vec<String>,
     pub cvss_score: Option<f64>,
     pub kind: FindingKind,
+    /// What sets this result apart from others of the same fingerprint in one scan; used up by
+    /// [`fingerprint`]'s occurrence pass and not part of the finding.
+    #[serde(skip)]
+    pub(crate) grain: fingerprint::Grain,
 }
 
 /// A status the scanner itself gave the result.
@@ -149,6 +155,7 @@ impl RawFinding {
             vulnerability_ids: Vec::new(),
             cvss_score: None,
             kind,
+            grain: fingerprint::Grain::EachResult,
         }
     }
 }

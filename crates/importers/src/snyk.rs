@@ -1,11 +1,12 @@
 //! Snyk: CLI JSON (`snyk test --json`, one project or an array of them) and the REST issues
-//! API page. Package findings are keyed by package and issue id: the CLI repeats an issue once
-//! per dependency path and once per installed version, and all of those are one finding.
+//! API page. Package findings are keyed by package and issue id. The CLI repeats an issue once
+//! per dependency path: those entries of one project and package version are one finding, and
+//! each further version or project is another occurrence of the same key.
 
 use serde::Deserialize;
 
 use crate::error::{ImportError, Position};
-use crate::fingerprint;
+use crate::fingerprint::{self, Grain};
 use crate::format::Format;
 use crate::json::{self, Scalar};
 use crate::severity;
@@ -37,11 +38,12 @@ pub(crate) fn parse(input: &[u8]) -> Result<ParsedScan, ImportError> {
             ));
         }
         let kind = project_kind(document);
+        let project = document.project();
         findings.extend(
             document
                 .vulnerabilities
                 .iter()
-                .map(|v| cli_finding(v, kind)),
+                .map(|v| cli_finding(v, kind, project)),
         );
         findings.extend(document.data.iter().map(rest_finding));
     }
@@ -61,6 +63,9 @@ struct Document {
     vulnerabilities: Vec<CliVulnerability>,
     package_manager: Option<String>,
     project_name: Option<String>,
+    target_file: Option<String>,
+    display_target_file: Option<String>,
+    path: Option<String>,
     #[serde(default)]
     data: Vec<RestIssue>,
     ok: Option<bool>,
@@ -142,6 +147,21 @@ struct RestSeverity {
     score: Option<Scalar>,
 }
 
+impl Document {
+    /// The project a CLI entry belongs to: its target file, else what names the project.
+    fn project(&self) -> &str {
+        [
+            &self.target_file,
+            &self.display_target_file,
+            &self.project_name,
+            &self.path,
+        ]
+        .into_iter()
+        .find_map(|name| name.as_deref())
+        .unwrap_or_default()
+    }
+}
+
 /// Container projects scan operating-system packages.
 fn project_kind(document: &Document) -> FindingKind {
     let os_manager = matches!(
@@ -164,7 +184,11 @@ fn severity_of(word: Option<&str>) -> domain::Severity {
         .unwrap_or(severity::UNRECOGNIZED)
 }
 
-fn cli_finding(vulnerability: &CliVulnerability, project_kind: FindingKind) -> RawFinding {
+fn cli_finding(
+    vulnerability: &CliVulnerability,
+    project_kind: FindingKind,
+    project: &str,
+) -> RawFinding {
     let kind = match vulnerability.issue_type.as_deref() {
         Some("license") => FindingKind::License,
         _ => project_kind,
@@ -187,6 +211,10 @@ fn cli_finding(vulnerability: &CliVulnerability, project_kind: FindingKind) -> R
         package_version: vulnerability.version.clone(),
         vulnerability_ids: ids,
         cvss_score: vulnerability.cvss_score.as_ref().and_then(Scalar::number),
+        grain: Grain::Key(vec![
+            project.to_owned(),
+            vulnerability.version.clone().unwrap_or_default(),
+        ]),
         ..RawFinding::new(
             fingerprint,
             vulnerability.id.clone(),

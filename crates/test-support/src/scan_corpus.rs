@@ -1,10 +1,10 @@
 //! The scan corpus (`scans/manifest.json` under the corpus root): its entries and, for each,
 //! the number of findings and the count per normalized severity that importing it must give.
 //!
-//! Expected values come from the manifest's vendor words, mapped with a small table of our own
-//! that is independent of the importers' mappers, plus the documented adjustments where the
-//! manifest's grain differs from "one finding per fingerprint". This module never reads what
-//! the code under test produced to decide what is right, and never writes into the corpus.
+//! Expected values come straight from the manifest: the finding count at the tool's own grain
+//! (its unique count where it gives one), and the vendor words mapped with a small table of our
+//! own that is independent of the importers' mappers. This module never reads what the code
+//! under test produced to decide what is right, and never writes into the corpus.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,63 +53,45 @@ pub fn load_manifest(corpus: &Path) -> anyhow::Result<Vec<Entry>> {
 /// What importing one entry must store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expected {
-    /// Findings after merging repeats of one fingerprint.
+    /// Findings: the manifest's unique count where it gives one, else its `findings`.
     pub findings: i64,
-    /// Count per severity (zero counts left out), when the manifest gives every severity.
+    /// Count per severity (zero counts left out), when the manifest pins every one down.
+    pub severities: Option<BTreeMap<Severity, i64>>,
+    /// Most findings of each severity there can be: the manifest's per-result counts (equal to
+    /// `severities` when that is known); `None` when some results have no severity there.
+    pub severities_at_most: Option<BTreeMap<Severity, i64>>,
+    /// Results the file lists again at the manifest's grain (the same Snyk issue per dependency
+    /// path, the same Grype match per location, a Fortify issue in two sections): merged.
+    pub repeats: i64,
+    /// Formats that count kinds of findings apart (Trivy), one part each; empty otherwise.
+    pub parts: Vec<Part>,
+}
+
+/// The findings of some kinds within one entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    /// Finding kinds as the API names them (`sca`, `container`, `iac`, `secret`, …).
+    pub kinds: &'static [&'static str],
+    pub findings: i64,
     pub severities: Option<BTreeMap<Severity, i64>>,
 }
 
-/// Where the manifest's raw counts and the SPEC's "same fingerprint twice is one finding"
-/// disagree. Counts are relative to the manifest's unique count (or `findings`).
-struct Adjustment {
-    file: &'static str,
-    findings: i64,
-    severities: &'static [(Severity, i64)],
-}
+/// The manifest keys that give the count at the tool's own grain, where it repeats results.
+const UNIQUE_COUNTS: [&str; 4] = [
+    "unique_project_issue_package_version",
+    "unique_vuln_package_version",
+    "unique_component_version_vuln",
+    "distinct_instance_ids",
+];
 
-const ADJUSTMENTS: &[Adjustment] = &[
-    // Gitleaks reports each of 4 secrets once per commit holding it, at the same place.
-    Adjustment {
-        file: "sarif/gitleaks-7.5.0.sarif",
-        findings: -4,
-        severities: &[(Severity::Medium, -4)],
-    },
-    // Three results repeated verbatim six times each: 27 objects, 12 problems.
-    Adjustment {
-        file: "sarif/shell-script-analysis-partial-fingerprints.sarif",
-        findings: -15,
-        severities: &[(Severity::Low, -15)],
-    },
-    // Package findings are keyed by package and vulnerability, not version: one minimist issue.
-    Adjustment {
-        file: "snyk/cli-all-projects-nuget-npm.json",
-        findings: -1,
-        severities: &[(Severity::Medium, -1)],
-    },
-    // The same jQuery advisory at two versions.
-    Adjustment {
-        file: "blackduck/api-vulnerable-bom-components.json",
-        findings: -1,
-        severities: &[(Severity::Medium, -1)],
-    },
-    // One zlib CVE in four binaries is one package finding.
-    Adjustment {
-        file: "blackduck/bdba-binary-analysis.csv",
-        findings: -3,
-        severities: &[(Severity::Critical, -3)],
-    },
-    // Severities are given per match; one High match repeats at a second location.
-    Adjustment {
-        file: "grype/all-fields.json",
-        findings: 0,
-        severities: &[(Severity::High, -1)],
-    },
-    // One Critical match at two locations.
-    Adjustment {
-        file: "grype/same-cve-different-paths.json",
-        findings: 0,
-        severities: &[(Severity::Critical, -1)],
-    },
+/// The manifest keys whose vendor words decide the severity, best first: FVDL's derived
+/// priority, SARIF's `security-severity` band, the count per severity at the unique grain, and
+/// the raw vendor words.
+const SEVERITY_SOURCES: [&str; 4] = [
+    "friority_computed",
+    "by_security_severity_band",
+    "unique_by_vendor_severity",
+    "by_vendor_severity",
 ];
 
 /// The expectation for one entry.
@@ -118,38 +100,40 @@ pub fn expected(entry: &Entry) -> Expected {
     if entry.format() == "trivy" {
         return expected_trivy(expect);
     }
-    let unique = [
-        "unique_project_issue_package_version",
-        "unique_vuln_package_version",
-        "unique_component_version_vuln",
-        "distinct_instance_ids",
-    ]
-    .iter()
-    .find_map(|key| expect.get(*key));
-    let mut findings = unique.unwrap_or(&expect["findings"]).as_i64().unwrap_or(0);
+    let count = |value: &Value| value.as_i64().unwrap_or(0);
+    let listed = count(&expect["findings"]);
+    let findings = UNIQUE_COUNTS
+        .iter()
+        .find_map(|key| expect.get(*key))
+        .map_or(listed, count);
+    let results = expect.get("issue_elements_total").map_or(listed, count);
 
-    // FVDL's derived priority, a `security-severity` band, or the unique-by-severity count
-    // take precedence over the raw vendor words when the manifest has them.
-    let source = [
-        "friority_computed",
-        "by_security_severity_band",
-        "unique_by_vendor_severity",
-    ]
-    .iter()
-    .find_map(|key| expect.get(*key))
-    .unwrap_or(&expect["by_vendor_severity"]);
-    let mut severities = normalize(source);
-
-    if let Some(adjustment) = ADJUSTMENTS.iter().find(|a| a.file == entry.file) {
-        findings += adjustment.findings;
-        for (severity, delta) in adjustment.severities {
-            *severities.entry(*severity).or_insert(0) += delta;
-        }
-    }
-    severities.retain(|_, n| *n != 0);
+    let source = SEVERITY_SOURCES
+        .iter()
+        .find_map(|key| expect.get(*key))
+        .unwrap_or(&Value::Null);
+    let per_result = normalize(source);
     Expected {
         findings,
-        severities: Some(severities),
+        severities: pinned(&per_result, findings),
+        severities_at_most: Some(per_result),
+        repeats: results - findings,
+        parts: Vec::new(),
+    }
+}
+
+/// The count per severity of `findings` findings whose per-result counts are `per_result`:
+/// those counts when they add up; with repeats among the results, all of one severity when
+/// that is the only one; else unknown, since the manifest does not say which severity the
+/// repeats had.
+fn pinned(per_result: &BTreeMap<Severity, i64>, findings: i64) -> Option<BTreeMap<Severity, i64>> {
+    let results: i64 = per_result.values().sum();
+    if results == findings {
+        return Some(per_result.clone());
+    }
+    match per_result.keys().collect::<Vec<_>>()[..] {
+        [only] if results > findings => Some(BTreeMap::from([(*only, findings)])),
+        _ => None,
     }
 }
 
@@ -157,19 +141,41 @@ pub fn expected(entry: &Entry) -> Expected {
 /// severities for secrets, so with secrets only the total is known.
 fn expected_trivy(expect: &Value) -> Expected {
     let count = |key: &str| expect[key].as_i64().unwrap_or(0);
-    let secrets = count("secrets");
-    let findings = count("findings") + count("misconfigurations") + secrets;
-    let severities = (secrets == 0).then(|| {
-        let mut all = normalize(&expect["by_vendor_severity"]);
-        for (severity, n) in normalize(&expect["misconfigurations_by_severity"]) {
-            *all.entry(severity).or_insert(0) += n;
-        }
-        all.retain(|_, n| *n != 0);
-        all
-    });
+    let packages = Part {
+        kinds: &["sca", "container"],
+        findings: count("findings"),
+        severities: Some(normalize(&expect["by_vendor_severity"])),
+    };
+    let misconfigurations = Part {
+        kinds: &["iac"],
+        findings: count("misconfigurations"),
+        severities: Some(normalize(&expect["misconfigurations_by_severity"])),
+    };
+    let secrets = Part {
+        kinds: &["secret"],
+        findings: count("secrets"),
+        severities: (count("secrets") == 0).then(BTreeMap::new),
+    };
+    let parts = vec![packages, misconfigurations, secrets];
+
+    let findings = parts.iter().map(|part| part.findings).sum();
+    let mut severities = Some(BTreeMap::new());
+    for part in &parts {
+        severities = severities
+            .zip(part.severities.as_ref())
+            .map(|(mut all, some)| {
+                for (severity, n) in some {
+                    *all.entry(*severity).or_insert(0) += n;
+                }
+                all
+            });
+    }
     Expected {
         findings,
+        severities_at_most: severities.clone(),
         severities,
+        repeats: 0,
+        parts,
     }
 }
 
@@ -179,6 +185,7 @@ fn normalize(counts: &Value) -> BTreeMap<Severity, i64> {
         let severity = expected_severity(word).unwrap_or_else(|| panic!("no table entry: {word}"));
         *out.entry(severity).or_insert(0) += count.as_i64().unwrap_or(0);
     }
+    out.retain(|_, n| *n != 0);
     out
 }
 

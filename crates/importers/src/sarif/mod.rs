@@ -15,7 +15,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 use self::model::{Rule, SarifResult, Tool};
 use crate::error::{ImportError, Position};
-use crate::fingerprint;
+use crate::fingerprint::{self, Grain};
 use crate::format::Format;
 use crate::json;
 use crate::severity;
@@ -397,6 +397,8 @@ impl RunContext {
             vulnerability_ids: Vec::new(),
             cvss_score,
             kind: self.kind,
+            // One finding per result object, even where a log repeats one verbatim.
+            grain: Grain::EachResult,
         }
     }
 }

@@ -87,26 +87,89 @@ fn results_before_tool_still_find_their_rules() {
 #[test]
 fn package_key_ignores_version_and_file() {
     let old = parse(Format::Grype, "grype-lodash-old.json");
-    let new = parse(Format::Grype, "grype-lodash-two-versions.json");
+    let bumped = parse(Format::Grype, "grype-lodash-bumped.json");
 
     assert_eq!(old.findings.len(), 1);
-    assert_eq!(
-        new.findings.len(),
-        1,
-        "two versions of one package are one finding"
+    assert_eq!(bumped.findings.len(), 1);
+    assert_ne!(
+        old.findings[0].package_version,
+        bumped.findings[0].package_version
     );
-    assert_eq!(new.duplicates_merged, 1);
-    assert_eq!(old.findings[0].fingerprint, new.findings[0].fingerprint);
+    assert_ne!(old.findings[0].file_path, bumped.findings[0].file_path);
+    assert_eq!(
+        old.findings[0].fingerprint, bumped.findings[0].fingerprint,
+        "upgrading a package that is still vulnerable is not a new finding"
+    );
+}
 
-    let merged = &new.findings[0];
+/// The (version, fingerprint) pairs of a scan, sorted by version text.
+fn by_version(scan: &ParsedScan) -> Vec<(Option<&str>, &str)> {
+    let mut pairs: Vec<_> = scan
+        .findings
+        .iter()
+        .map(|f| (f.package_version.as_deref(), f.fingerprint.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+#[test]
+fn another_version_in_one_scan_is_another_occurrence() {
+    let old = parse(Format::Grype, "grype-lodash-old.json");
+    let bytes = fixture("grype-lodash-two-versions.json");
+    let scan = importers::parse(Format::Grype, &bytes).unwrap();
+
+    // 4.17.20 at two locations is one finding; 4.17.9 is a second occurrence of the key.
+    assert_eq!(scan.findings.len(), 2);
+    assert_eq!(scan.duplicates_merged, 1);
+    assert_ne!(scan.findings[0].fingerprint, scan.findings[1].fingerprint);
+
+    let lowest = scan
+        .findings
+        .iter()
+        .find(|f| f.package_version.as_deref() == Some("4.17.9"))
+        .unwrap();
+    assert_eq!(
+        lowest.fingerprint, old.findings[0].fingerprint,
+        "the lowest version keeps the bare key"
+    );
+    let merged = scan
+        .findings
+        .iter()
+        .find(|f| f.package_version.as_deref() == Some("4.17.20"))
+        .unwrap();
     assert_eq!(
         merged.severity,
         Severity::Critical,
-        "the most severe copy is kept"
+        "the most severe repeat is kept"
     );
-    assert_eq!(merged.package_version.as_deref(), Some("4.17.20"));
     assert_eq!(
         merged.vulnerability_ids,
         ["GHSA-0000-1111-2222", "CVE-2099-0001"]
     );
+
+    // The order of the file does not decide which occurrence is which.
+    let mut report: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    report["matches"].as_array_mut().unwrap().reverse();
+    let reversed = importers::parse(Format::Grype, &serde_json::to_vec(&report).unwrap()).unwrap();
+    assert_eq!(by_version(&reversed), by_version(&scan));
+}
+
+#[test]
+fn a_repeated_sarif_result_is_another_occurrence() {
+    let once = parse(Format::Sarif, "sarif-two-results.sarif");
+    let mut log: serde_json::Value =
+        serde_json::from_slice(&fixture("sarif-two-results.sarif")).unwrap();
+    let results = log["runs"][0]["results"].as_array_mut().unwrap();
+    results.push(results[0].clone());
+    let twice = importers::parse(Format::Sarif, &serde_json::to_vec(&log).unwrap()).unwrap();
+
+    // One finding per result object: the copy is its own finding, the original keeps its key.
+    assert_eq!(twice.findings.len(), 3);
+    assert_eq!(twice.duplicates_merged, 0);
+    assert_eq!(
+        fingerprints(&twice.findings[..2]),
+        fingerprints(&once.findings)
+    );
+    assert!(!fingerprints(&once.findings).contains(&twice.findings[2].fingerprint.as_str()));
 }
