@@ -48,6 +48,9 @@ pub struct Config {
     pub public_url: String,
     /// `PMAP_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `PMAP_EXECUTION_RETENTION_DAYS`: finished runbook executions older than this are
+    /// deleted (default 30; 0 keeps them).
+    pub execution_retention_days: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -85,6 +88,7 @@ struct FileConfig {
     egress_allow: Option<Vec<String>>,
     public_url: Option<String>,
     log_format: Option<String>,
+    execution_retention_days: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +192,16 @@ impl Config {
             }
         };
 
+        let execution_retention_days = match env("PMAP_EXECUTION_RETENTION_DAYS") {
+            Some(v) => v.trim().parse().map_err(|_| {
+                invalid(
+                    "PMAP_EXECUTION_RETENTION_DAYS",
+                    "must be a whole number of days",
+                )
+            })?,
+            None => file_config.execution_retention_days.unwrap_or(30),
+        };
+
         Ok(Config {
             listen,
             data_dir,
@@ -200,6 +214,7 @@ impl Config {
             egress_allow,
             public_url,
             log_format,
+            execution_retention_days,
         })
     }
 }

@@ -29,6 +29,7 @@ use utoipa_axum::routes;
 pub use config::Config;
 use crypto::Cipher;
 use error::ApiError;
+use routes::runbooks;
 use routes::{assets, events, health, integrations, webhooks};
 use routes::{finding_rules, findings, scans};
 use state::AppState;
@@ -70,6 +71,19 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(assets::list))
         .routes(routes!(assets::get, assets::patch))
+        .routes(routes!(runbooks::create, runbooks::list))
+        .routes(routes!(runbooks::catalog))
+        .routes(routes!(
+            runbooks::get,
+            runbooks::put,
+            runbooks::patch,
+            runbooks::delete
+        ))
+        .routes(routes!(runbooks::reset_breaker))
+        .routes(routes!(runbooks::dry_run))
+        .routes(routes!(runbooks::executions))
+        .routes(routes!(runbooks::execution))
+        .routes(routes!(runbooks::signal))
         .split_for_parts();
     let openapi_json = api.clone();
     let router = router
@@ -169,6 +183,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let cipher = Cipher::load_or_generate(config.master_key.as_deref(), &config.data_dir)?;
     let stored = Arc::new(Notify::new());
+    let egress =
+        connectors::EgressPolicy::new(&config.egress_allow).context("PMAP_EGRESS_ALLOW")?;
+    let retention = (config.execution_retention_days > 0)
+        .then(|| Duration::from_secs(config.execution_retention_days * 86_400));
+    let runbook_engine = engine::runbooks::RunbookEngine::new(
+        engine::runbooks::ActionDeps::new(store.clone(), egress),
+        engine::runbooks::EngineSettings { retention },
+    );
     let state = Arc::new(AppState {
         writer: DeliveryWriter::spawn(store.clone(), stored.clone()),
         store: store.clone(),
@@ -180,6 +202,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         integrations: Default::default(),
         rejections: Default::default(),
         metrics: metrics_handle(),
+        runbooks: Some(runbook_engine.clone()),
     });
     let (app, _) = router(state.clone());
 
@@ -196,6 +219,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         workers.clone(),
     ));
     let flusher = tokio::spawn(flush_rejections(state.clone(), workers.clone()));
+    let runbook_worker = tokio::spawn(runbook_engine.run(workers.clone()));
 
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -206,6 +230,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         workers.cancel();
         let _ = consumer.await;
         let _ = flusher.await;
+        let _ = runbook_worker.await;
         state.rejections.flush_all(&state.store);
         Ok(())
     });

@@ -26,6 +26,8 @@ pub struct AppState {
     pub integrations: IntegrationCache,
     pub rejections: RejectionLimiter,
     pub metrics: PrometheusHandle,
+    /// The runbook engine of this process, woken when a signal arrives.
+    pub runbooks: Option<Arc<engine::runbooks::RunbookEngine>>,
 }
 
 /// An integration as the webhook path needs it: the record and its opened secrets.

@@ -11,12 +11,12 @@ use domain::ids::{ExecutionId, PlatformEventId, RunbookId};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
+use crate::postgres::{PgStore, insert_platform_event};
 use crate::records::NewPlatformEvent;
 use crate::runbooks::{
     BREAKER_THRESHOLD, BreakerEffect, ExecutionRecord, MatchRound, RunbookRecord, RunbookStore,
     breaker_tripped_payload,
 };
-use crate::postgres::{PgStore, insert_platform_event};
 use crate::{Result, StoreError};
 
 /// The advisory lock that serializes execution claims across replicas.
@@ -157,9 +157,9 @@ impl RunbookStore for PgStore {
             "SELECT * FROM runbooks WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
         )
         .bind(after.map(|a| a.0))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(runbook_from_row).collect()
     }
 

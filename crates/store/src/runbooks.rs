@@ -106,8 +106,11 @@ pub trait RunbookStore {
     async fn get_runbook(&self, id: RunbookId) -> Result<Option<RunbookRecord>>;
     async fn find_runbook_by_name(&self, name: &str) -> Result<Option<RunbookRecord>>;
     /// Ordered by id, after the cursor.
-    async fn list_runbooks(&self, after: Option<RunbookId>, limit: u32)
-    -> Result<Vec<RunbookRecord>>;
+    async fn list_runbooks(
+        &self,
+        after: Option<RunbookId>,
+        limit: u32,
+    ) -> Result<Vec<RunbookRecord>>;
     /// Every active runbook, for the matcher.
     async fn list_active_runbooks(&self) -> Result<Vec<RunbookRecord>>;
     /// Replaces name, definition and `is_active`, incrementing `version`; returns the stored
@@ -118,8 +121,11 @@ pub trait RunbookStore {
     async fn reset_runbook_breaker(&self, id: RunbookId) -> Result<RunbookRecord>;
 
     /// Takes the matcher's cursor for `lease` as `owner`; `None` when another owner holds it.
-    async fn lease_runbook_cursor(&self, owner: &str, lease: std::time::Duration)
-    -> Result<Option<i64>>;
+    async fn lease_runbook_cursor(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<i64>>;
     /// Creates the round's executions (one per runbook and event at most: a pair that exists is
     /// skipped), records last fires and moves the cursor, in one transaction, provided `owner`
     /// still holds the cursor. Returns false (and writes nothing) when it does not.
@@ -134,8 +140,11 @@ pub trait RunbookStore {
         lease: std::time::Duration,
     ) -> Result<Vec<ExecutionRecord>>;
     /// Stores a run's progress (position, context, results, status, wait) and renews its lease.
-    async fn save_execution(&self, execution: &ExecutionRecord, lease: std::time::Duration)
-    -> Result<()>;
+    async fn save_execution(
+        &self,
+        execution: &ExecutionRecord,
+        lease: std::time::Duration,
+    ) -> Result<()>;
     /// Stores a run's final state and applies `effect` to its runbook's breaker, in one
     /// transaction; when the breaker trips, the runbook is deactivated and
     /// `runbook_breaker_tripped` appended. Returns whether it tripped.
@@ -154,8 +163,7 @@ pub trait RunbookStore {
     ) -> Result<Vec<ExecutionRecord>>;
     /// Delivers a signal to a run waiting for it: stores `payload` under `signals.<name>` in its
     /// context and makes it due now. False when the run is not waiting for that signal.
-    async fn signal_execution(&self, id: ExecutionId, name: &str, payload: &Value)
-    -> Result<bool>;
+    async fn signal_execution(&self, id: ExecutionId, name: &str, payload: &Value) -> Result<bool>;
     /// Deletes finished executions older than `before`; returns how many.
     async fn prune_executions(&self, before: DateTime<Utc>) -> Result<u64>;
 }

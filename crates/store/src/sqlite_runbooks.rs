@@ -40,7 +40,9 @@ fn execution_from_row(row: &SqliteRow) -> Result<ExecutionRecord> {
         id: parse_id(row.try_get::<&str, _>("id")?)?,
         runbook_id: parse_id(row.try_get::<&str, _>("runbook_id")?)?,
         runbook_version: row.try_get("runbook_version")?,
-        platform_event_id: parse_id::<PlatformEventId>(row.try_get::<&str, _>("platform_event_id")?)?,
+        platform_event_id: parse_id::<PlatformEventId>(
+            row.try_get::<&str, _>("platform_event_id")?,
+        )?,
         event_seq: row.try_get("event_seq")?,
         trigger_event: row.try_get("trigger_event")?,
         trigger_payload: serde_json::from_str(&text("trigger_payload")?)?,

@@ -7,6 +7,7 @@ pub mod finding_rules;
 pub mod findings;
 pub mod health;
 pub mod integrations;
+pub mod runbooks;
 pub mod scan_import;
 pub mod scans;
 pub mod webhooks;

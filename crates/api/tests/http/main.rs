@@ -8,6 +8,7 @@ mod bad_input;
 mod conformance;
 mod integrations;
 mod policy;
+mod runbooks;
 mod scan_bad_input;
 mod scan_rules;
 mod scan_support;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::Utc;
 use connectors::EgressPolicy;
+use domain::Severity;
 use domain::ids::{AssetId, CommentId, FindingId, PlatformEventId};
 use domain::scan::FindingStatus;
-use domain::Severity;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -98,7 +98,9 @@ pub async fn perform(
             send(deps, "POST", url, &[], Some(Body::Json(body)), None).await
         }
         "send_email" => super::email::send(deps, config).await,
-        "change_finding_status" | "change_finding_severity" | "add_finding_tags"
+        "change_finding_status"
+        | "change_finding_severity"
+        | "add_finding_tags"
         | "assign_finding" => change_finding(deps, action_type, config, context, run).await,
         "append_comment" => append_comment(deps, config, context, run).await,
         "update_asset_criticality" | "add_asset_tags" => {
@@ -116,8 +118,14 @@ pub(super) enum Body {
 }
 
 async fn http_request(deps: &ActionDeps, config: &Value) -> Result<Value, ActionError> {
-    let method = config.get("method").and_then(Value::as_str).unwrap_or("POST");
-    let url = config.get("url").and_then(Value::as_str).unwrap_or_default();
+    let method = config
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("POST");
+    let url = config
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let headers = headers(config);
     let body = match config.get("body") {
         None | Some(Value::Null) => None,
@@ -149,7 +157,10 @@ async fn send_webhook(
     config: &Value,
     run: &RunInfo<'_>,
 ) -> Result<Value, ActionError> {
-    let url = config.get("url").and_then(Value::as_str).unwrap_or_default();
+    let url = config
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let body = match config.get("body") {
         None | Some(Value::Null) => json!({"type": run.event, "payload": run.payload}).to_string(),
         Some(Value::String(s)) => s.clone(),
@@ -412,7 +423,10 @@ async fn change_finding(
         history,
         events,
     };
-    deps.store.update_finding(&update).await.map_err(store_error)?;
+    deps.store
+        .update_finding(&update)
+        .await
+        .map_err(store_error)?;
     Ok(json!({"finding_id": id, "changed": true, field: new}))
 }
 
@@ -423,8 +437,16 @@ async fn append_comment(
     run: &RunInfo<'_>,
 ) -> Result<Value, ActionError> {
     let id: FindingId = target_id(config, "finding_id", context, "finding.id")?;
-    if deps.store.get_finding(id).await.map_err(store_error)?.is_none() {
-        return Err(ActionError::permanent(format!("finding {id} does not exist")));
+    if deps
+        .store
+        .get_finding(id)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
+        return Err(ActionError::permanent(format!(
+            "finding {id} does not exist"
+        )));
     }
     let comment = CommentRecord {
         id: CommentId::new(),

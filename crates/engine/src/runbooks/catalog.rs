@@ -312,7 +312,10 @@ pub fn event_fields(event: &str) -> Option<Vec<FieldSpec>> {
         "asset_created" => add("asset", ASSET),
         "integration_sync_completed" => add(
             "",
-            &[("integration_id", K::String), ("scans_imported", K::Integer)],
+            &[
+                ("integration_id", K::String),
+                ("scans_imported", K::Integer),
+            ],
         ),
         "integration_sync_failed" => {
             add("", &[("integration_id", K::String), ("error", K::String)])
@@ -415,50 +418,126 @@ pub fn actions() -> Vec<ActionSpec> {
         config: Vec::new(),
     };
     vec![
-        spec("send_webhook", "notification", vec![
-            field("url", C::Template, true, "the receiver"),
-            field("secret", C::Template, false,
-                "signing secret (whsec_ base64 or raw); unsigned without one"),
-            field("body", C::TemplateOrJson, false, "defaults to {type, payload} of the event"),
-            field("headers", C::Headers, false, "extra headers"),
-        ]),
-        spec("send_email", "notification", vec![
-            field("smtp_host", C::Template, true, "SMTP server"),
-            field("smtp_port", C::Integer, false, "defaults to 25"),
-            field("from", C::Template, true, "sender address"),
-            field("to", C::TemplateList, true, "one address or a list"),
-            field("subject", C::Template, true, "subject line"),
-            field("body", C::Template, true, "plain-text body"),
-        ]),
-        spec("send_slack_message", "notification", vec![
-            field("text", C::Template, true, "message text"),
-            field("webhook_url", C::Template, false, "an incoming webhook URL"),
-            field("token", C::Template, false, "a bot token, for chat.postMessage"),
-            field("channel", C::Template, false, "with token: the channel"),
-            field("api_base_url", C::Template, false, "defaults to https://slack.com/api"),
-        ]),
-        spec("send_teams_message", "notification", vec![
-            field("webhook_url", C::Template, true, "an incoming webhook URL"),
-            field("text", C::Template, true, "message text"),
-            field("title", C::Template, false, "message title"),
-        ]),
-        spec("http_request", "notification", vec![
-            ConfigField { required: false, ..choice("method", METHODS, "defaults to POST") },
-            field("url", C::Template, true, "the endpoint"),
-            field("headers", C::Headers, false, "request headers"),
-            field("body", C::TemplateOrJson, false, "a template, or JSON sent as JSON"),
-            field("expected_status", C::StatusList, false, "defaults to any 2xx"),
-        ]),
-        spec("change_finding_status", "finding",
-            vec![choice("status", STATUSES, "the new status"), finding_id()]),
-        spec("change_finding_severity", "finding",
-            vec![choice("severity", SEVERITIES, "the new severity"), finding_id()]),
-        spec("add_finding_tags", "finding",
-            vec![field("tags", C::TemplateList, true, "tags to add"), finding_id()]),
-        spec("assign_finding", "finding",
-            vec![field("assignee", C::Template, true, "who"), finding_id()]),
-        spec("append_comment", "finding",
-            vec![field("body", C::Template, true, "comment text"), finding_id()]),
+        spec(
+            "send_webhook",
+            "notification",
+            vec![
+                field("url", C::Template, true, "the receiver"),
+                field(
+                    "secret",
+                    C::Template,
+                    false,
+                    "signing secret (whsec_ base64 or raw); unsigned without one",
+                ),
+                field(
+                    "body",
+                    C::TemplateOrJson,
+                    false,
+                    "defaults to {type, payload} of the event",
+                ),
+                field("headers", C::Headers, false, "extra headers"),
+            ],
+        ),
+        spec(
+            "send_email",
+            "notification",
+            vec![
+                field("smtp_host", C::Template, true, "SMTP server"),
+                field("smtp_port", C::Integer, false, "defaults to 25"),
+                field("from", C::Template, true, "sender address"),
+                field("to", C::TemplateList, true, "one address or a list"),
+                field("subject", C::Template, true, "subject line"),
+                field("body", C::Template, true, "plain-text body"),
+            ],
+        ),
+        spec(
+            "send_slack_message",
+            "notification",
+            vec![
+                field("text", C::Template, true, "message text"),
+                field("webhook_url", C::Template, false, "an incoming webhook URL"),
+                field(
+                    "token",
+                    C::Template,
+                    false,
+                    "a bot token, for chat.postMessage",
+                ),
+                field("channel", C::Template, false, "with token: the channel"),
+                field(
+                    "api_base_url",
+                    C::Template,
+                    false,
+                    "defaults to https://slack.com/api",
+                ),
+            ],
+        ),
+        spec(
+            "send_teams_message",
+            "notification",
+            vec![
+                field("webhook_url", C::Template, true, "an incoming webhook URL"),
+                field("text", C::Template, true, "message text"),
+                field("title", C::Template, false, "message title"),
+            ],
+        ),
+        spec(
+            "http_request",
+            "notification",
+            vec![
+                ConfigField {
+                    required: false,
+                    ..choice("method", METHODS, "defaults to POST")
+                },
+                field("url", C::Template, true, "the endpoint"),
+                field("headers", C::Headers, false, "request headers"),
+                field(
+                    "body",
+                    C::TemplateOrJson,
+                    false,
+                    "a template, or JSON sent as JSON",
+                ),
+                field(
+                    "expected_status",
+                    C::StatusList,
+                    false,
+                    "defaults to any 2xx",
+                ),
+            ],
+        ),
+        spec(
+            "change_finding_status",
+            "finding",
+            vec![choice("status", STATUSES, "the new status"), finding_id()],
+        ),
+        spec(
+            "change_finding_severity",
+            "finding",
+            vec![
+                choice("severity", SEVERITIES, "the new severity"),
+                finding_id(),
+            ],
+        ),
+        spec(
+            "add_finding_tags",
+            "finding",
+            vec![
+                field("tags", C::TemplateList, true, "tags to add"),
+                finding_id(),
+            ],
+        ),
+        spec(
+            "assign_finding",
+            "finding",
+            vec![field("assignee", C::Template, true, "who"), finding_id()],
+        ),
+        spec(
+            "append_comment",
+            "finding",
+            vec![
+                field("body", C::Template, true, "comment text"),
+                finding_id(),
+            ],
+        ),
         later("create_jira_issue", "itsm"),
         later("create_servicenow_ticket", "itsm"),
         later("update_ticket_status", "itsm"),
@@ -466,18 +545,45 @@ pub fn actions() -> Vec<ActionSpec> {
         later("trigger_scan", "platform"),
         later("generate_report", "platform"),
         later("integration_sync", "platform"),
-        spec("update_asset_criticality", "asset",
-            vec![field("criticality", C::Integer, true, "1 (lowest) to 5"), asset_id()]),
-        spec("add_asset_tags", "asset",
-            vec![field("tags", C::TemplateList, true, "tags to add"), asset_id()]),
-        spec("sleep", "flow_control",
-            vec![field("duration", C::Duration, true, "such as 10m")]),
-        spec("await_signal", "flow_control", vec![
-            field("name", C::Template, true, "the signal's name"),
-            field("timeout", C::Duration, true, "such as 7d"),
-        ]),
-        spec("gate", "flow_control",
-            vec![field("conditions", C::Conditions, true, "false ends the run skipped")]),
+        spec(
+            "update_asset_criticality",
+            "asset",
+            vec![
+                field("criticality", C::Integer, true, "1 (lowest) to 5"),
+                asset_id(),
+            ],
+        ),
+        spec(
+            "add_asset_tags",
+            "asset",
+            vec![
+                field("tags", C::TemplateList, true, "tags to add"),
+                asset_id(),
+            ],
+        ),
+        spec(
+            "sleep",
+            "flow_control",
+            vec![field("duration", C::Duration, true, "such as 10m")],
+        ),
+        spec(
+            "await_signal",
+            "flow_control",
+            vec![
+                field("name", C::Template, true, "the signal's name"),
+                field("timeout", C::Duration, true, "such as 7d"),
+            ],
+        ),
+        spec(
+            "gate",
+            "flow_control",
+            vec![field(
+                "conditions",
+                C::Conditions,
+                true,
+                "false ends the run skipped",
+            )],
+        ),
     ]
 }
 

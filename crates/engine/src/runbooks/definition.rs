@@ -142,13 +142,23 @@ pub fn validate(document: &Value) -> Result<Runbook, Vec<Issue>> {
     let raw: RawRunbook = match serde_json::from_value(document.clone()) {
         Ok(raw) => raw,
         Err(err) => {
-            let field = err.to_string().split('`').nth(1).unwrap_or("body").to_owned();
+            let field = err
+                .to_string()
+                .split('`')
+                .nth(1)
+                .map(str::to_owned)
+                .or_else(|| mistyped_key(document))
+                .unwrap_or_else(|| "body".into());
             push(issues, field, err.to_string());
             return Err(std::mem::take(issues));
         }
     };
     if raw.name.trim().is_empty() || raw.name.chars().count() > MAX_NAME_CHARS {
-        push(issues, "name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
+        push(
+            issues,
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        );
     }
     if raw.description.as_ref().is_some_and(|d| d.len() > 10_000) {
         push(issues, "description", "at most 10000 bytes");
@@ -180,7 +190,11 @@ pub fn validate(document: &Value) -> Result<Runbook, Vec<Issue>> {
                 Ok(()) => group.compile().ok(),
                 Err(errors) => {
                     for e in errors {
-                        push(issues, join_path(&format!("triggers[{i}].conditions"), &e.path), e.message);
+                        push(
+                            issues,
+                            join_path(&format!("triggers[{i}].conditions"), &e.path),
+                            e.message,
+                        );
                     }
                     None
                 }
@@ -192,8 +206,15 @@ pub fn validate(document: &Value) -> Result<Runbook, Vec<Issue>> {
     if let Some(key) = &raw.concurrency_key {
         check_template(issues, "concurrency_key".into(), key, &scope);
     }
-    if raw.max_concurrency.is_some_and(|n| n == 0 || n > MAX_CONCURRENCY) {
-        push(issues, "max_concurrency", format!("must be 1 to {MAX_CONCURRENCY}"));
+    if raw
+        .max_concurrency
+        .is_some_and(|n| n == 0 || n > MAX_CONCURRENCY)
+    {
+        push(
+            issues,
+            "max_concurrency",
+            format!("must be 1 to {MAX_CONCURRENCY}"),
+        );
     }
     if raw.throttle_seconds.is_some_and(|s| s > 366 * 86_400) {
         push(issues, "throttle_seconds", "at most a year");
@@ -224,14 +245,31 @@ pub fn validate(document: &Value) -> Result<Runbook, Vec<Issue>> {
     })
 }
 
-fn check_count(
-    issues: &mut Vec<Issue>,
-    field: &str,
-    count: usize,
-    max: usize,
-) -> bool {
+/// The top-level key whose value has the wrong type (serde's message does not name it).
+fn mistyped_key(document: &Value) -> Option<String> {
+    let map = document.as_object()?;
+    map.iter()
+        .find(|(key, value)| {
+            let fits = match key.as_str() {
+                "name" => value.is_string(),
+                "description" | "concurrency_key" => value.is_string() || value.is_null(),
+                "is_active" => value.is_boolean() || value.is_null(),
+                "triggers" | "actions" => value.is_array(),
+                "throttle_seconds" | "max_concurrency" => value.is_u64() || value.is_null(),
+                _ => true,
+            };
+            !fits
+        })
+        .map(|(key, _)| key.clone())
+}
+
+fn check_count(issues: &mut Vec<Issue>, field: &str, count: usize, max: usize) -> bool {
     if count == 0 || count > max {
-        push(issues, field, format!("must hold 1 to {max} entries, not {count}"));
+        push(
+            issues,
+            field,
+            format!("must hold 1 to {max} entries, not {count}"),
+        );
         return false;
     }
     true
@@ -245,7 +283,11 @@ fn parse_triggers(
     for (i, value) in values.iter().enumerate() {
         match serde_json::from_value::<RawTrigger>(value.clone()) {
             Ok(t) if catalog::event_fields(&t.event).is_none() => {
-                push(issues, format!("triggers[{i}].event"), format!("unknown event {:?}", t.event));
+                push(
+                    issues,
+                    format!("triggers[{i}].event"),
+                    format!("unknown event {:?}", t.event),
+                );
             }
             Ok(t) => triggers.push((i, t.event, t.conditions)),
             Err(err) => push(issues, format!("triggers[{i}]"), err.to_string()),
@@ -285,12 +327,7 @@ impl Scope<'_> {
     }
 }
 
-fn check_template(
-    issues: &mut Vec<Issue>,
-    field: String,
-    source: &str,
-    scope: &Scope<'_>,
-) {
+fn check_template(issues: &mut Vec<Issue>, field: String, source: &str, scope: &Scope<'_>) {
     match template::referenced_fields(source) {
         Ok(paths) => {
             for path in paths {
@@ -304,12 +341,7 @@ fn check_template(
 }
 
 /// Checks every string inside `value` as a template.
-fn check_templates_in(
-    issues: &mut Vec<Issue>,
-    field: &str,
-    value: &Value,
-    scope: &Scope<'_>,
-) {
+fn check_templates_in(issues: &mut Vec<Issue>, field: &str, value: &Value, scope: &Scope<'_>) {
     match value {
         Value::String(s) => check_template(issues, field.to_owned(), s, scope),
         Value::Array(items) => {
@@ -341,11 +373,16 @@ fn parse_action(
         }
     };
     let Some(spec) = catalog::action(&raw.action_type) else {
-        push(issues, format!("{here}.type"), format!("unknown action type {:?}", raw.action_type));
+        push(
+            issues,
+            format!("{here}.type"),
+            format!("unknown action type {:?}", raw.action_type),
+        );
         return None;
     };
     if !spec.available {
-        push(issues, 
+        push(
+            issues,
             format!("{here}.type"),
             format!("{} is not available in this version", raw.action_type),
         );
@@ -356,7 +393,11 @@ fn parse_action(
     let mut wait = None;
     for key in raw.config.keys() {
         if !spec.config.iter().any(|f| f.name == key) {
-            push(issues, format!("{here}.config.{key}"), "unknown config field");
+            push(
+                issues,
+                format!("{here}.config.{key}"),
+                "unknown config field",
+            );
         }
     }
     for field in &spec.config {
@@ -390,7 +431,6 @@ fn parse_action(
     })
 }
 
-
 enum Checked {
     Plain,
     Conditions(CompiledGroup),
@@ -412,7 +452,9 @@ fn check_config_value(
         (ConfigKind::Headers, Value::Object(map)) if map.values().all(Value::is_string) => {
             check_templates_in(issues, path, value, scope)
         }
-        (ConfigKind::Headers, _) => push(issues, path, "must be an object of header names to strings"),
+        (ConfigKind::Headers, _) => {
+            push(issues, path, "must be an object of header names to strings")
+        }
         (ConfigKind::TemplateList, Value::String(_)) => {
             check_templates_in(issues, path, value, scope)
         }
@@ -421,7 +463,11 @@ fn check_config_value(
         {
             check_templates_in(issues, path, value, scope)
         }
-        (ConfigKind::TemplateList, _) => push(issues, path, "must be a string or a list of 1 to 100 strings"),
+        (ConfigKind::TemplateList, _) => push(
+            issues,
+            path,
+            "must be a string or a list of 1 to 100 strings",
+        ),
         (ConfigKind::Integer, Value::Number(n)) if n.is_i64() => {}
         (ConfigKind::Integer, Value::String(s)) if template::is_template(s) => {
             check_template(issues, path.to_owned(), s, scope)
@@ -436,7 +482,11 @@ fn check_config_value(
                 .iter()
                 .all(|c| c.as_u64().is_some_and(|c| (100..=599).contains(&c)));
             if !valid {
-                push(issues, path, "must be an HTTP status (100-599) or a list of them");
+                push(
+                    issues,
+                    path,
+                    "must be an HTTP status (100-599) or a list of them",
+                );
             }
         }
         (ConfigKind::Duration, Value::String(s)) => match parse_duration(s) {
@@ -464,7 +514,11 @@ fn check_config_value(
             Err(err) => push(issues, path, &err.to_string()),
         },
         (ConfigKind::Choice, Value::String(s)) if choices.contains(&s.as_str()) => {}
-        (ConfigKind::Choice, _) => push(issues, path, &format!("must be one of {}", choices.join(", "))),
+        (ConfigKind::Choice, _) => push(
+            issues,
+            path,
+            &format!("must be one of {}", choices.join(", ")),
+        ),
     }
     Checked::Plain
 }
@@ -477,34 +531,43 @@ fn push(issues: &mut Vec<Issue>, field: impl Into<String>, message: impl Into<St
 }
 
 /// Rules that span fields: Slack needs a destination; finding and asset actions need an id.
-fn check_action_rules(
-    raw: &RawAction,
-    here: &str,
-    scope: &Scope<'_>,
-    issues: &mut Vec<Issue>,
-) {
+fn check_action_rules(raw: &RawAction, here: &str, scope: &Scope<'_>, issues: &mut Vec<Issue>) {
     let has = |k: &str| raw.config.contains_key(k);
     match raw.action_type.as_str() {
-        "send_slack_message" if !has("webhook_url") && !(has("token") && has("channel")) => {
-            push(issues, &format!("{here}.config"), "needs webhook_url, or token and channel")
-        }
-        t if t.ends_with("_finding") || t.starts_with("change_finding") || t == "add_finding_tags"
+        "send_slack_message" if !has("webhook_url") && !(has("token") && has("channel")) => push(
+            issues,
+            &format!("{here}.config"),
+            "needs webhook_url, or token and channel",
+        ),
+        t if t.ends_with("_finding")
+            || t.starts_with("change_finding")
+            || t == "add_finding_tags"
             || t == "append_comment" =>
         {
             if !has("finding_id") && scope.unknown("finding.id").is_some() {
-                push(issues, &format!("{here}.config.finding_id"),
-                    "is required: a trigger's payload has no finding");
+                push(
+                    issues,
+                    &format!("{here}.config.finding_id"),
+                    "is required: a trigger's payload has no finding",
+                );
             }
         }
         "update_asset_criticality" | "add_asset_tags" => {
             if !has("asset_id") && scope.unknown("asset.id").is_some() {
-                push(issues, &format!("{here}.config.asset_id"),
-                    "is required: a trigger's payload has no asset");
+                push(
+                    issues,
+                    &format!("{here}.config.asset_id"),
+                    "is required: a trigger's payload has no asset",
+                );
             }
             if let Some(n) = raw.config.get("criticality").and_then(Value::as_i64)
                 && !(1..=5).contains(&n)
             {
-                push(issues, &format!("{here}.config.criticality"), "must be 1 to 5");
+                push(
+                    issues,
+                    &format!("{here}.config.criticality"),
+                    "must be 1 to 5",
+                );
             }
         }
         _ => {}
@@ -531,7 +594,11 @@ fn check_retry(raw: &RawRetry, here: &str, issues: &mut Vec<Issue>) -> Option<Re
         push(issues, format!("{here}.{field}"), problem);
         default
     };
-    policy.initial_backoff = duration("initial_backoff", &raw.initial_backoff, policy.initial_backoff);
+    policy.initial_backoff = duration(
+        "initial_backoff",
+        &raw.initial_backoff,
+        policy.initial_backoff,
+    );
     policy.max_backoff = duration("max_backoff", &raw.max_backoff, policy.max_backoff);
     if let Some(factor) = raw.factor {
         if !(1.0..=10.0).contains(&factor) {
@@ -540,7 +607,11 @@ fn check_retry(raw: &RawRetry, here: &str, issues: &mut Vec<Issue>) -> Option<Re
         policy.factor = factor;
     }
     if policy.initial_backoff > policy.max_backoff {
-        push(issues, format!("{here}.initial_backoff"), "must not exceed max_backoff");
+        push(
+            issues,
+            format!("{here}.initial_backoff"),
+            "must not exceed max_backoff",
+        );
     }
     (issues.len() == before).then_some(policy)
 }

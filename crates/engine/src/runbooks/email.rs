@@ -45,10 +45,11 @@ pub(super) async fn send(deps: &ActionDeps, config: &Value) -> Result<Value, Act
         .map_err(|e| ActionError::permanent(format!("message not built: {e}")))?;
 
     let address = allowed_address(deps, host, port).await?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
-        .port(address.port())
-        .timeout(Some(SMTP_TIMEOUT))
-        .build();
+    let transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+            .port(address.port())
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
     let response = transport.send(message).await.map_err(|e| ActionError {
         message: format!("smtp: {e}"),
         retryable: !e.is_permanent(),
@@ -63,11 +64,13 @@ async fn allowed_address(
     host: &str,
     port: u16,
 ) -> Result<std::net::SocketAddr, ActionError> {
-    let addresses = tokio::net::lookup_host((host, port)).await.map_err(|e| ActionError {
-        message: format!("smtp host {host:?} does not resolve: {e}"),
-        retryable: true,
-        retry_after: None,
-    })?;
+    let addresses = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ActionError {
+            message: format!("smtp host {host:?} does not resolve: {e}"),
+            retryable: true,
+            retry_after: None,
+        })?;
     let mut seen = false;
     for address in addresses {
         seen = true;

@@ -81,15 +81,14 @@ impl RunbookEngine {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_prune = tokio::time::Instant::now();
         loop {
-            let matched = match match_round(&self.store, &self.cache, &self.gaps, &self.owner, LEASE)
-                .await
-            {
-                Ok(n) => n,
-                Err(err) => {
-                    tracing::warn!(error = %err, "runbook matcher round failed");
-                    0
-                }
-            };
+            let matched =
+                match match_round(&self.store, &self.cache, &self.gaps, &self.owner, LEASE).await {
+                    Ok(n) => n,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "runbook matcher round failed");
+                        0
+                    }
+                };
             let claimed = self.clone().claim_and_spawn().await;
             if last_prune.elapsed() > Duration::from_secs(3600) {
                 last_prune = tokio::time::Instant::now();
@@ -159,12 +158,17 @@ impl RunbookEngine {
             return self.finish(run, "cancelled", None).await;
         };
         let Some(runbook) = self.cache.get(&record) else {
-            return self.finish(run, "cancelled", Some("definition invalid".into())).await;
+            return self
+                .finish(run, "cancelled", Some("definition invalid".into()))
+                .await;
         };
         while (run.position as usize) < runbook.actions.len() {
             let index = run.position as usize;
             let action = &runbook.actions[index];
-            match self.step(&mut run, &runbook, &record.name, index, action).await? {
+            match self
+                .step(&mut run, &runbook, &record.name, index, action)
+                .await?
+            {
                 Step::Next(output) => {
                     if let Some(list) = run.context["actions"].as_array_mut() {
                         list.push(json!({"output": output}));
@@ -229,13 +233,17 @@ impl RunbookEngine {
             "sleep" | "await_signal" => {
                 let wait = action.wait.unwrap_or_default();
                 run.status = "waiting".into();
-                run.due_at = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                run.due_at =
+                    Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
                 run.wait_signal = (action.action_type == "await_signal")
                     .then(|| config["name"].as_str().unwrap_or_default().to_owned());
                 run.action_results[index].status = "waiting".into();
                 Ok(Step::Park)
             }
-            _ => self.attempt_loop(run, runbook_name, index, action, &config, &context).await,
+            _ => {
+                self.attempt_loop(run, runbook_name, index, action, &config, &context)
+                    .await
+            }
         }
     }
 

@@ -150,9 +150,9 @@ fn fire(
         return None;
     }
     let throttled = runbook.throttle_seconds.is_some_and(|seconds| {
-        record.last_fired_at.is_some_and(|last| {
-            event.created_at < last + chrono::Duration::seconds(seconds as i64)
-        })
+        record
+            .last_fired_at
+            .is_some_and(|last| event.created_at < last + chrono::Duration::seconds(seconds as i64))
     });
     let key = runbook
         .concurrency_key

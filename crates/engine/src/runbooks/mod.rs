@@ -8,12 +8,12 @@
 pub mod actions;
 pub mod catalog;
 pub mod definition;
+mod email;
 pub mod executor;
 pub mod matcher;
-pub mod template;
 pub mod retry;
-mod email;
+pub mod template;
 
 pub use actions::ActionDeps;
-pub use executor::{EngineSettings, RunbookEngine};
 pub use definition::{Format, Issue, Runbook, parse_document, validate};
+pub use executor::{EngineSettings, RunbookEngine};

@@ -82,7 +82,14 @@ where
         let result = attempt(number).await;
         let error = match result {
             Ok(value) => {
-                on_attempt(Attempt { number, error: None }, None).await;
+                on_attempt(
+                    Attempt {
+                        number,
+                        error: None,
+                    },
+                    None,
+                )
+                .await;
                 return Ok(value);
             }
             Err(error) => error,
@@ -119,8 +126,17 @@ mod tests {
     }
 
     fn check(attempt: u32, jitter: f64, retry_after: Option<u64>, expected_ms: u64) {
-        let got = backoff(&policy(5), attempt, jitter, retry_after.map(Duration::from_secs));
-        assert_eq!(got, Duration::from_millis(expected_ms), "attempt {attempt} jitter {jitter}");
+        let got = backoff(
+            &policy(5),
+            attempt,
+            jitter,
+            retry_after.map(Duration::from_secs),
+        );
+        assert_eq!(
+            got,
+            Duration::from_millis(expected_ms),
+            "attempt {attempt} jitter {jitter}"
+        );
     }
 
     #[test]

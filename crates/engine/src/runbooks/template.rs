@@ -214,24 +214,43 @@ mod tests {
         check("plain", Ok("plain"));
         check("{{ finding.severity }}!", Ok("high!"));
         check("{{ finding.tags | join(',') }}", Ok("a,b"));
-        check("{{ finding.nope }}", Err(TemplateError::UnknownField("finding.nope".into())));
-        check("{{ missing }}", Err(TemplateError::UnknownField("missing".into())));
+        check(
+            "{{ finding.nope }}",
+            Err(TemplateError::UnknownField("finding.nope".into())),
+        );
+        check(
+            "{{ missing }}",
+            Err(TemplateError::UnknownField("missing".into())),
+        );
     }
 
     #[test]
     fn runaway_templates_are_bounded() {
-        let forever = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
-        assert!(matches!(render(forever, &json!({})), Err(TemplateError::Render(_))));
+        let forever =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        assert!(matches!(
+            render(forever, &json!({})),
+            Err(TemplateError::Render(_))
+        ));
         let huge = "{% for i in range(100000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}";
         let result = render(huge, &json!({}));
-        assert!(matches!(result, Err(TemplateError::OutputTooLarge | TemplateError::Render(_))), "{result:?}");
+        assert!(
+            matches!(
+                result,
+                Err(TemplateError::OutputTooLarge | TemplateError::Render(_))
+            ),
+            "{result:?}"
+        );
         for bomb in [
             "{{ 'x' * 1000000000 }}",
             "{% set a = 'xx' %}{{ a }}",
             "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(0) }}",
             "{{ 'x' ~ 'y' }}",
         ] {
-            assert!(matches!(render(bomb, &json!({})), Err(TemplateError::Syntax(_))), "{bomb}");
+            assert!(
+                matches!(render(bomb, &json!({})), Err(TemplateError::Syntax(_))),
+                "{bomb}"
+            );
         }
         assert!(render("{{ 'x' | indent(1000000000) }}", &json!({})).is_err());
     }
