@@ -2,6 +2,7 @@
 //! the server. Nothing else lives here.
 
 mod import;
+mod runbook;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,11 @@ enum Command {
     Migrate,
     /// Send a scanner's result file to a running server and print its counts.
     Import(Box<import::ImportArgs>),
+    /// Validate runbook files offline, or apply them to a server by name.
+    Runbook {
+        #[command(subcommand)]
+        command: runbook::RunbookCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -62,6 +68,13 @@ fn main() -> anyhow::Result<()> {
             .context("starting the async runtime")?;
         return runtime.block_on(import::run(*args));
     }
+    if let Command::Runbook { command } = cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        return runtime.block_on(runbook::run(command));
+    }
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -75,6 +88,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Import(args) => import::run(*args).await,
+        Command::Runbook { command } => runbook::run(command).await,
         Command::Migrate => {
             let store = api::open_store(&config).await?;
             tracing::info!(backend = store.backend(), "migrations applied");

@@ -108,6 +108,9 @@ pub const EVENTS: [&str; 16] = [
 
 use FieldKind as K;
 
+/// Adds a list of fields under a prefix.
+type AddFields<'a> = dyn FnMut(&str, &[(&str, FieldKind)]) + 'a;
+
 const FINDING: &[(&str, FieldKind)] = &[
     ("id", K::String),
     ("fingerprint", K::String),
@@ -237,11 +240,11 @@ pub fn event_fields(event: &str) -> Option<Vec<FieldSpec>> {
             fields.push(FieldSpec { name, kind: *kind });
         }
     };
-    let scan_and_asset = |add: &mut dyn FnMut(&str, &[(&str, FieldKind)])| {
+    let scan_and_asset = |add: &mut AddFields<'_>| {
         add("scan", SCAN);
         add("asset", ASSET);
     };
-    let finding = |add: &mut dyn FnMut(&str, &[(&str, FieldKind)])| {
+    let finding = |add: &mut AddFields<'_>| {
         add("", &[("scan_id", K::String)]);
         add("finding", FINDING);
         add("scan", SCAN);

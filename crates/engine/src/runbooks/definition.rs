@@ -492,7 +492,7 @@ fn check_config_value(
         (ConfigKind::Duration, Value::String(s)) => match parse_duration(s) {
             Ok(d) if d <= MAX_WAIT => return Checked::Duration(d),
             Ok(_) => push(issues, path, "at most 90d"),
-            Err(err) => push(issues, path, &err.to_string()),
+            Err(err) => push(issues, path, err.to_string()),
         },
         (ConfigKind::Duration, _) => push(issues, path, "must be a duration such as 10m"),
         (ConfigKind::Conditions, v) => match serde_json::from_value::<ConditionGroup>(v.clone()) {
@@ -506,18 +506,18 @@ fn check_config_value(
                     }
                     Err(errors) => {
                         for e in errors {
-                            push(issues, &join_path(path, &e.path), &e.message);
+                            push(issues, join_path(path, &e.path), &e.message);
                         }
                     }
                 }
             }
-            Err(err) => push(issues, path, &err.to_string()),
+            Err(err) => push(issues, path, err.to_string()),
         },
         (ConfigKind::Choice, Value::String(s)) if choices.contains(&s.as_str()) => {}
         (ConfigKind::Choice, _) => push(
             issues,
             path,
-            &format!("must be one of {}", choices.join(", ")),
+            format!("must be one of {}", choices.join(", ")),
         ),
     }
     Checked::Plain
@@ -534,29 +534,29 @@ fn push(issues: &mut Vec<Issue>, field: impl Into<String>, message: impl Into<St
 fn check_action_rules(raw: &RawAction, here: &str, scope: &Scope<'_>, issues: &mut Vec<Issue>) {
     let has = |k: &str| raw.config.contains_key(k);
     match raw.action_type.as_str() {
-        "send_slack_message" if !has("webhook_url") && !(has("token") && has("channel")) => push(
+        "send_slack_message" if !(has("webhook_url") || (has("token") && has("channel"))) => push(
             issues,
-            &format!("{here}.config"),
+            format!("{here}.config"),
             "needs webhook_url, or token and channel",
         ),
-        t if t.ends_with("_finding")
+        t if (t.ends_with("_finding")
             || t.starts_with("change_finding")
             || t == "add_finding_tags"
-            || t == "append_comment" =>
+            || t == "append_comment")
+            && !has("finding_id")
+            && scope.unknown("finding.id").is_some() =>
         {
-            if !has("finding_id") && scope.unknown("finding.id").is_some() {
-                push(
-                    issues,
-                    &format!("{here}.config.finding_id"),
-                    "is required: a trigger's payload has no finding",
-                );
-            }
+            push(
+                issues,
+                format!("{here}.config.finding_id"),
+                "is required: a trigger's payload has no finding",
+            );
         }
         "update_asset_criticality" | "add_asset_tags" => {
             if !has("asset_id") && scope.unknown("asset.id").is_some() {
                 push(
                     issues,
-                    &format!("{here}.config.asset_id"),
+                    format!("{here}.config.asset_id"),
                     "is required: a trigger's payload has no asset",
                 );
             }
@@ -565,7 +565,7 @@ fn check_action_rules(raw: &RawAction, here: &str, scope: &Scope<'_>, issues: &m
             {
                 push(
                     issues,
-                    &format!("{here}.config.criticality"),
+                    format!("{here}.config.criticality"),
                     "must be 1 to 5",
                 );
             }
