@@ -6,14 +6,17 @@
 //! secret (it stores sealed bytes as given) and never decides policy.
 
 mod error;
+mod gate;
 mod import_plan;
 mod postgres;
+mod postgres_gate;
 mod postgres_runbooks;
 mod postgres_scans;
 mod records;
 mod runbooks;
 mod scans;
 mod sqlite;
+mod sqlite_gate;
 mod sqlite_runbooks;
 mod sqlite_scans;
 mod writer;
@@ -25,6 +28,9 @@ use async_trait::async_trait;
 use domain::{CiEvent, CiEventId, IntegrationId};
 
 pub use error::StoreError;
+pub use gate::{
+    GateStore, PrContext, QueuedScan, StepRecord, StepStart, ci_event_owner, scan_owner,
+};
 pub use postgres::PgStore;
 pub use records::{
     DeliveryOutcome, FinishedCiEvent, IntegrationRecord, NewDelivery, NewPlatformEvent,
@@ -45,7 +51,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything PMAP keeps. Both backends pass the same contract test suite.
 #[async_trait]
-pub trait Store: ScanStore + RunbookStore + Send + Sync + 'static {
+pub trait Store: ScanStore + RunbookStore + GateStore + Send + Sync + 'static {
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
 
