@@ -6,6 +6,18 @@
 //! This crate never reads the database and never decides what to call; callers hand it a URL,
 //! credentials and a body.
 
+pub mod azure_devops;
+pub mod bamboo;
+pub mod bitbucket_cloud;
+pub mod bitbucket_server;
 pub mod egress;
+pub mod github;
+pub mod gitlab;
+pub mod http;
+pub mod jenkins;
+pub mod pipelines;
+pub mod scm;
 
 pub use egress::{EgressError, EgressPolicy};
+pub use http::{CallError, Credential};
+pub use scm::{CommentOutcome, PrTarget, ScmClient, ScmKind, StatusReport};
