@@ -4,5 +4,9 @@
 //!
 //! The engine never speaks HTTP and never parses vendor payloads; it works on stored rows.
 
+pub mod fanout;
+pub mod gate;
 pub mod orchestrator;
+pub mod outbound;
+pub mod render;
 pub mod runbooks;
