@@ -29,6 +29,7 @@ use utoipa_axum::routes;
 pub use config::Config;
 use crypto::Cipher;
 use error::ApiError;
+use routes::gate;
 use routes::runbooks;
 use routes::{assets, events, health, integrations, webhooks};
 use routes::{finding_rules, findings, scans};
@@ -53,6 +54,8 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(integrations::test))
         .routes(routes!(integrations::audit))
+        .routes(routes!(gate::pr_status))
+        .routes(routes!(gate::pr_comment))
         .routes(routes!(events::emit, events::list))
         .routes(routes!(webhooks::receive))
         .routes(routes!(scans::import))
@@ -183,8 +186,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let cipher = Cipher::load_or_generate(config.master_key.as_deref(), &config.data_dir)?;
     let stored = Arc::new(Notify::new());
+    let gate_wake = Arc::new(Notify::new());
     let egress =
         connectors::EgressPolicy::new(&config.egress_allow).context("PMAP_EGRESS_ALLOW")?;
+    let outbound = Arc::new(engine::outbound::Outbound {
+        egress: egress.clone(),
+        credentials: Arc::new(gate::SealedCredentials(cipher.clone())),
+        public_url: config.public_url.clone(),
+    });
     let retention = (config.execution_retention_days > 0)
         .then(|| Duration::from_secs(config.execution_retention_days * 86_400));
     let runbook_engine = engine::runbooks::RunbookEngine::new(
@@ -202,6 +211,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         integrations: Default::default(),
         rejections: Default::default(),
         metrics: metrics_handle(),
+        outbound: outbound.clone(),
+        gate_wake: gate_wake.clone(),
         runbooks: Some(runbook_engine.clone()),
     });
     let (app, _) = router(state.clone());
@@ -213,7 +224,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
 
     let workers = CancellationToken::new();
+    let gate_worker = tokio::spawn(engine::gate::run_worker(
+        outbound.clone(),
+        store.clone(),
+        gate_wake,
+        workers.clone(),
+    ));
     let consumer = tokio::spawn(engine::orchestrator::run(
+        outbound,
         store.clone(),
         stored,
         workers.clone(),
@@ -229,6 +247,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .context("serving HTTP")?;
         workers.cancel();
         let _ = consumer.await;
+        let _ = gate_worker.await;
         let _ = flusher.await;
         let _ = runbook_worker.await;
         state.rejections.flush_all(&state.store);

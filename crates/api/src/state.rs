@@ -28,6 +28,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The runbook engine of this process, woken when a signal arrives.
     pub runbooks: Option<Arc<engine::runbooks::RunbookEngine>>,
+    /// Outbound calls (egress policy, credentials, public URL) for the gate endpoints.
+    pub outbound: Arc<engine::outbound::Outbound>,
+    /// Wakes the gate worker when a scan was imported.
+    pub gate_wake: Arc<tokio::sync::Notify>,
 }
 
 /// An integration as the webhook path needs it: the record and its opened secrets.

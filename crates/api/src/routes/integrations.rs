@@ -83,7 +83,7 @@ pub struct IntegrationList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CiEventList {
     #[schema(value_type = Vec<Object>)]
-    pub items: Vec<CiEvent>,
+    pub items: Vec<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -449,6 +449,26 @@ pub async fn audit(
 ) -> ApiResult<Json<CiEventList>> {
     caller.require(Role::Viewer)?;
     let id = parse_integration_id(&id)?;
-    let items = state.store.list_ci_events(id, AUDIT_WINDOW).await?;
+    let events = state.store.list_ci_events(id, AUDIT_WINDOW).await?;
+    let items = with_steps(&state, events).await?;
     Ok(Json(CiEventList { items }))
+}
+
+/// Each audit row with its orchestration steps and the errors among them.
+async fn with_steps(state: &AppState, events: Vec<CiEvent>) -> ApiResult<Vec<Value>> {
+    let owners: Vec<String> = events.iter().map(|e| store::ci_event_owner(e.id)).collect();
+    let steps = state.store.list_steps(&owners).await?;
+    let mut items = Vec::with_capacity(events.len());
+    for (event, owner) in events.into_iter().zip(&owners) {
+        let mine: Vec<&store::StepRecord> = steps.iter().filter(|s| &s.owner == owner).collect();
+        let errors: Vec<String> = mine
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.step)))
+            .collect();
+        let mut item = serde_json::to_value(event).map_err(|_| ApiError::internal())?;
+        item["steps"] = serde_json::to_value(&mine).map_err(|_| ApiError::internal())?;
+        item["errors"] = errors.into();
+        items.push(item);
+    }
+    Ok(items)
 }

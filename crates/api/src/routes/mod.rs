@@ -5,6 +5,7 @@ pub mod assets;
 pub mod events;
 pub mod finding_rules;
 pub mod findings;
+pub mod gate;
 pub mod health;
 pub mod integrations;
 pub mod runbooks;

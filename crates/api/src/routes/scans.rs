@@ -218,6 +218,7 @@ pub async fn import(
         findings,
     };
     let scan = state.store.import_scan(import).await?;
+    state.gate_wake.notify_one();
     tracing::info!(
         scan.id = %scan.id,
         scan.tool = %scan.tool,

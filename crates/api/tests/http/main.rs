@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod conformance;
+mod gate;
 mod integrations;
 mod policy;
 mod runbooks;
