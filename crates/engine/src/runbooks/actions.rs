@@ -88,12 +88,15 @@ pub async fn perform(
         "send_webhook" => send_webhook(deps, config, run).await,
         "send_slack_message" => slack(deps, config).await,
         "send_teams_message" => {
-            let body = json!({
+            let mut body = json!({
                 "@type": "MessageCard",
                 "@context": "https://schema.org/extensions",
-                "title": text("title"),
                 "text": text("text"),
             });
+            // An absent title is left out: a null one is not a valid MessageCard field.
+            if let Some(title) = text("title") {
+                body["title"] = json!(title);
+            }
             let url = text("webhook_url").unwrap_or_default();
             send(deps, "POST", url, &[], Some(Body::Json(body)), None).await
         }
@@ -381,8 +384,10 @@ async fn change_finding(
     };
     let old = serde_json::to_value(&before).unwrap_or_default()[field].clone();
     let new = serde_json::to_value(&after).unwrap_or_default()[field].clone();
+    // The output has the same shape whether or not anything changed, so a later action's
+    // template can read the field either way.
     if old == new {
-        return Ok(json!({"finding_id": id, "changed": false}));
+        return Ok(json!({"finding_id": id, "changed": false, field: new}));
     }
 
     let now = Utc::now();

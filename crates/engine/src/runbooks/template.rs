@@ -47,12 +47,32 @@ fn env() -> &'static Environment<'static> {
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_formatter(json_spelling);
         env.remove_global("namespace");
         for filter in ["replace", "indent", "center", "format", "wordwrap"] {
             env.remove_filter(filter);
         }
         env
     })
+}
+
+/// Prints booleans and null as JSON spells them (`true`, `null`) rather than as Python does
+/// (`True`, `None`): the payloads are JSON and most rendered strings end up in JSON bodies,
+/// URLs and headers read by programs.
+fn json_spelling(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    let spelled = match value.kind() {
+        ValueKind::Bool if value.is_true() => "true",
+        ValueKind::Bool => "false",
+        ValueKind::None => "null",
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    std::fmt::Write::write_str(out, spelled)
+        .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "output refused"))
 }
 
 /// True when the string holds template syntax at all (plain strings skip the engine).
@@ -204,7 +224,8 @@ mod tests {
     use super::*;
 
     fn check(source: &str, expected: Result<&str, TemplateError>) {
-        let context = json!({"finding": {"severity": "high", "tags": ["a", "b"]}, "n": 3});
+        let context = json!({"finding": {"severity": "high", "tags": ["a", "b"]}, "n": 3,
+            "flag": true, "off": false, "nothing": null});
         let got = render(source, &context);
         assert_eq!(got, expected.map(str::to_owned), "{source}");
     }
@@ -214,6 +235,8 @@ mod tests {
         check("plain", Ok("plain"));
         check("{{ finding.severity }}!", Ok("high!"));
         check("{{ finding.tags | join(',') }}", Ok("a,b"));
+        check("{{ flag }} {{ off }} {{ nothing }}", Ok("true false null"));
+        check("{{ n > 2 }}", Ok("true"));
         check(
             "{{ finding.nope }}",
             Err(TemplateError::UnknownField("finding.nope".into())),
