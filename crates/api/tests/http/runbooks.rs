@@ -12,11 +12,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const LOOPBACK: &[(&str, &str)] = &[("PMAP_EGRESS_ALLOW", "127.0.0.1/32")];
 
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     spawn_with(LOOPBACK).await.unwrap()
 }
 
-async fn create(app: &TestApp, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn create(app: &TestApp, body: &Value) -> (StatusCode, Value) {
     let response = app
         .admin(Method::POST, "/api/v1/runbooks")
         .json(body)
@@ -27,7 +27,7 @@ async fn create(app: &TestApp, body: &Value) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(app: &TestApp, path: &str) -> Value {
+pub(crate) async fn get(app: &TestApp, path: &str) -> Value {
     app.admin(Method::GET, path)
         .send()
         .await
@@ -37,7 +37,7 @@ async fn get(app: &TestApp, path: &str) -> Value {
         .unwrap()
 }
 
-async fn emit(app: &TestApp, event: &str, payload: Value) {
+pub(crate) async fn emit(app: &TestApp, event: &str, payload: Value) {
     let response = app
         .admin(Method::POST, "/api/v1/events")
         .json(&json!({"type": event, "payload": payload}))
@@ -48,7 +48,11 @@ async fn emit(app: &TestApp, event: &str, payload: Value) {
 }
 
 /// Polls the runbook's executions until `done` holds (at most 20 s).
-async fn executions_until(app: &TestApp, id: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn executions_until(
+    app: &TestApp,
+    id: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     for _ in 0..400 {
         let list = get(app, &format!("/api/v1/runbooks/{id}/executions?limit=500")).await;
         let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -60,7 +64,7 @@ async fn executions_until(app: &TestApp, id: &str, done: impl Fn(&[Value]) -> bo
     panic!("executions never settled");
 }
 
-fn finished(items: &[Value]) -> usize {
+pub(crate) fn finished(items: &[Value]) -> usize {
     items
         .iter()
         .filter(|e| e["finished_at"].is_string())
