@@ -297,3 +297,111 @@ async fn gate_for_event(
         &errors,
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(event_type: EventType, action: Action, branch: &str, target: Option<&str>) -> CiEvent {
+        let mut normalized = domain::NormalizedEvent::new("x", event_type);
+        normalized.action = Some(action);
+        normalized.branch = Some(branch.into());
+        normalized.target_branch = target.map(str::to_owned);
+        normalized.pr_number = target.map(|_| 3);
+        CiEvent {
+            id: domain::CiEventId::new(),
+            integration_id: IntegrationId::new(),
+            vendor: domain::Vendor::Github,
+            received_at: Utc::now(),
+            event: normalized,
+            signature_valid: true,
+            secret_slot: None,
+            action_taken: "queued".into(),
+            repeat_count: 0,
+        }
+    }
+
+    fn check(auto_scan: serde_json::Value, event: &CiEvent, expected: (&str, bool, bool)) {
+        let config = json!({ "auto_scan": auto_scan });
+        let decision = decide(event, AutoScan::from_config(&config).as_ref());
+        assert_eq!(
+            (decision.action_taken, decision.fan_out, decision.gate),
+            expected,
+            "{auto_scan}"
+        );
+    }
+
+    #[test]
+    fn decisions() {
+        let trigger = json!([{"integration_id": "0190a0b4-8d5e-7c3a-9f00-000000000001"}]);
+        let push_main = event(EventType::Push, Action::Updated, "main", None);
+        let push_release = event(EventType::Push, Action::Updated, "release/1.2", None);
+        let pr_into_main = event(
+            EventType::PullRequest,
+            Action::Opened,
+            "feature",
+            Some("main"),
+        );
+        let merged = event(
+            EventType::PullRequest,
+            Action::Merged,
+            "feature",
+            Some("main"),
+        );
+
+        assert_eq!(decide(&push_main, None).action_taken, "runbook_only");
+        check(
+            json!({"branches": ["release/*"]}),
+            &push_main,
+            ("filtered_branch", false, false),
+        );
+        check(
+            json!({"branches": ["main"], "enabled": false, "pipeline_triggers": trigger}),
+            &push_main,
+            ("auto_scan_disabled", false, false),
+        );
+        check(
+            json!({"branches": ["main", "release/*"], "pipeline_triggers": trigger}),
+            &push_release,
+            ("scans_triggered", true, false),
+        );
+        check(
+            json!({"branches": ["main"], "gate": {}}),
+            &pr_into_main,
+            ("gate_evaluated", false, true),
+        );
+        check(
+            json!({"branches": ["main"], "gate": {}, "scans": trigger}),
+            &pr_into_main,
+            ("scans_triggered", true, true),
+        );
+        check(
+            json!({"branches": ["main"], "gate": {}, "scans": trigger}),
+            &merged,
+            ("runbook_only", false, false),
+        );
+    }
+
+    #[test]
+    fn branch_globs() {
+        let patterns = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(branch_matches(&[], Some("anything")));
+        assert!(branch_matches(
+            &patterns(&["release/*"]),
+            Some("release/1.0")
+        ));
+        assert!(!branch_matches(
+            &patterns(&["release/*"]),
+            Some("release/1.0/hotfix")
+        ));
+        assert!(branch_matches(
+            &patterns(&["release/**"]),
+            Some("release/1.0/hotfix")
+        ));
+        assert!(!branch_matches(&patterns(&["main"]), Some("maintenance")));
+        assert!(!branch_matches(&patterns(&["main"]), None));
+        assert!(!branch_matches(&patterns(&["[unclosed"]), Some("main")));
+    }
+}

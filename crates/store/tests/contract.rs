@@ -396,3 +396,118 @@ async fn a_round_finishes_in_one_call_with_mixed_decisions() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_step_starts_once_and_its_outcome_is_kept() {
+    let (store, _db) = open().await;
+    let owner = store::ci_event_owner(CiEventId::new());
+    let now = Utc::now();
+    let fresh = store
+        .begin_step(&owner, "trigger:0", "pipeline_trigger", now)
+        .await;
+    assert_eq!(fresh.unwrap(), store::StepStart::Fresh);
+    let again = store
+        .begin_step(&owner, "trigger:0", "pipeline_trigger", now)
+        .await;
+    assert!(matches!(again.unwrap(), store::StepStart::Started(r) if r.attempts == 1));
+
+    store
+        .finish_step(&owner, "trigger:0", "failed", &json!({}), Some("404"))
+        .await
+        .unwrap();
+    let done = store
+        .begin_step(&owner, "trigger:0", "pipeline_trigger", now)
+        .await;
+    let store::StepStart::Finished(record) = done.unwrap() else {
+        panic!("a finished step must stay finished");
+    };
+    assert_eq!(
+        (record.state.as_str(), record.error.as_deref()),
+        ("failed", Some("404"))
+    );
+    let listed = store
+        .list_steps(std::slice::from_ref(&owner))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn a_queued_scan_exists_once_however_often_its_step_runs() {
+    let (store, _db) = open().await;
+    let owner = store::ci_event_owner(CiEventId::new());
+    store
+        .begin_step(&owner, "scan:0", "queued_scan", Utc::now())
+        .await
+        .unwrap();
+    let scan = |id| store::QueuedScan {
+        id,
+        integration_id: IntegrationId::new(),
+        tool: "snyk".into(),
+        started_at: Utc::now(),
+        commit_sha: Some("abc".into()),
+        branch_name: Some("main".into()),
+        pr_number: Some(4),
+        target_branch: None,
+        repo_url: "https://git.example.test/a/b".into(),
+        triggered_by: "ci_event:x".into(),
+    };
+    let first = domain::ids::ScanId::new();
+    assert!(
+        store
+            .queue_scan(&owner, "scan:0", &scan(first))
+            .await
+            .unwrap()
+    );
+    let second = domain::ids::ScanId::new();
+    assert!(
+        !store
+            .queue_scan(&owner, "scan:0", &scan(second))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_scan(first).await.unwrap().unwrap().status,
+        "queued"
+    );
+    assert!(store.get_scan(second).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn pr_contexts_are_found_by_integration_or_url_and_cursors_only_advance() {
+    let (store, _db) = open().await;
+    let integration = IntegrationId::new();
+    let context = store::PrContext {
+        integration_id: integration,
+        repo: "PRJ/app".into(),
+        pr_number: 2,
+        repo_url: None,
+        commit_sha: Some("abc".into()),
+        vendor_event: "pr:opened".into(),
+        ci_event_id: CiEventId::new(),
+        updated_at: Utc::now(),
+    };
+    store.upsert_pr_context(&context).await.unwrap();
+    let by_integration = store
+        .find_pr_context(
+            Some(integration),
+            None,
+            Some("https://x.test/scm/prj/app.git"),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_integration.unwrap().repo, "PRJ/app");
+    let by_url = store
+        .find_pr_context(None, None, Some("https://x.test/scm/prj/app.git"), 2)
+        .await
+        .unwrap();
+    assert!(
+        by_url.is_none(),
+        "without an integration only the URL matches"
+    );
+
+    store.set_event_cursor("gate", 7).await.unwrap();
+    store.set_event_cursor("gate", 3).await.unwrap();
+    assert_eq!(store.event_cursor("gate").await.unwrap(), 7);
+}
