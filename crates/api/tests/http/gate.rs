@@ -367,6 +367,36 @@ async fn gate_story(name: &'static str) {
         ["pending", "failure", "pending", "success"],
         "{name}"
     );
+
+    // On demand: the status from the PR's coordinates, the comment from the PR (edited again).
+    let path = format!("/api/v1/integrations/{id}/ci/pr-status");
+    let request = json!({"repo": repo_url, "commit_sha": sha, "pr_number": pr});
+    let (status, answer) = post_json(&app, &path, request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["state"], "success");
+    assert_eq!(answer["description"], "no new findings — passing");
+    assert_eq!(answer["posted"], true);
+    assert_eq!(answer["new_counts"]["total"], 0);
+    let path = format!("/api/v1/integrations/{id}/ci/pr-comment");
+    let request = json!({"repo": repo_url, "pr_number": pr});
+    let (status, answer) = post_json(&app, &path, request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["created"], false, "{answer}");
+    assert_eq!(answer["updated"], true, "{answer}");
+    assert_eq!(answer["comment_id"], "100", "{answer}");
+}
+
+async fn post_json(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    let response = app
+        .admin(Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status(),
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn check_auth(name: &str, request: &Request) {
