@@ -234,7 +234,10 @@ fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" | "" => Ok(false),
-        _ => Err(invalid(key, format!("{value:?} is not true or false"))),
+        _ => Err(invalid(
+            key,
+            format!("{value:?} is not a boolean (true/false, 1/0, yes/no)"),
+        )),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
+mod openapi;
 mod routes;
 pub mod state;
 
@@ -88,6 +89,7 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(runbooks::execution))
         .routes(routes!(runbooks::signal))
         .split_for_parts();
+    let api = openapi::finish(api);
     let openapi_json = api.clone();
     let router = router
         .route(
@@ -102,14 +104,6 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
         .layer(middleware::from_fn(request_span))
         .with_state(state);
     (router, api)
-}
-
-/// The OpenAPI document, without starting anything.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, api) = OpenApiRouter::<()>::with_openapi(ApiDoc::openapi())
-        .routes(routes!(health::healthz))
-        .split_for_parts();
-    api
 }
 
 /// One span per request. Only the path is recorded: query strings may carry tokens.
@@ -139,9 +133,40 @@ fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed");
             }
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// Names and explains the webhook metrics and shows them at zero from the start, so dashboards
+/// and alerts see every series before the first delivery.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "pmap_webhooks_accepted_total",
+        "deliveries stored, by vendor"
+    );
+    metrics::describe_counter!(
+        "pmap_webhooks_rejected_total",
+        "deliveries refused, by vendor and reason"
+    );
+    metrics::describe_counter!("pmap_webhooks_duplicate_total", "redeliveries answered 200");
+    metrics::describe_counter!(
+        "pmap_ci_events_processed_total",
+        "CI events the orchestrator finished, by action taken"
+    );
+    for vendor in domain::Vendor::ALL
+        .iter()
+        .filter(|v| v.archetype() == domain::Archetype::CiWebhook)
+    {
+        let vendor = vendor.as_str();
+        metrics::counter!("pmap_webhooks_accepted_total", "vendor" => vendor).absolute(0);
+        for reason in ["rejected_signature", "rejected_unsigned", "invalid_payload"] {
+            metrics::counter!("pmap_webhooks_rejected_total", "vendor" => vendor,
+                "reason" => reason)
+            .absolute(0);
+        }
+    }
 }
 
 /// Opens the configured database and applies its migrations.
@@ -254,6 +279,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Ok(())
     });
     tracing::info!(%addr, backend = store.backend(), "pmapd listening");
+    if config.env == config::Posture::Development || config.allow_unsigned {
+        tracing::warn!(
+            env = ?config.env,
+            allow_unsigned = config.allow_unsigned,
+            "unsigned webhook deliveries are accepted for integrations without a secret"
+        );
+    }
     Ok(Running {
         addr,
         shutdown,

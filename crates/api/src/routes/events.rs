@@ -41,11 +41,21 @@ pub const EVENT_TYPES: &[&str] = &[
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
+    /// One of `ci_event_received`, `scan_started`, `scan_finished`, `scan_failed`,
+    /// `remote_scan_completed`, `finding_created`, `finding_status_changed`,
+    /// `finding_severity_changed`, `finding_assigned`, `finding_reopened`,
+    /// `pr_gate_evaluated`, `sbom_imported`, `asset_created`, `integration_sync_completed`,
+    /// `integration_sync_failed`, `runbook_breaker_tripped`.
     #[serde(rename = "type")]
     pub event_type: String,
-    #[serde(default)]
+    /// The event's fields; `{}` when left out.
+    #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub payload: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

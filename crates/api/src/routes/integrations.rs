@@ -143,22 +143,28 @@ fn seal_secrets(cipher: &Cipher, id: IntegrationId, secrets: &[String]) -> Optio
     Some(cipher.seal(&secrets_owner(id), &plain))
 }
 
-fn check_secrets(secrets: &[String]) -> Result<(), ApiError> {
+/// The shortest secret accepted: anything shorter is guessable by a patient forger.
+const MIN_SECRET_LEN: usize = 8;
+
+/// Checks the secrets to store. `single` names the request field when one `secret` was given.
+fn check_secrets(secrets: &[String], single: bool) -> Result<(), ApiError> {
     let mut problems = Vec::new();
     if secrets.len() > 2 {
         problems.push(FieldError::new("secrets", "at most two active secrets"));
     }
     for (i, s) in secrets.iter().enumerate() {
-        if s.trim().is_empty() {
+        let field = if single {
+            "secret".to_owned()
+        } else {
+            format!("secrets[{i}]")
+        };
+        if s.trim().chars().count() < MIN_SECRET_LEN {
             problems.push(FieldError::new(
-                format!("secrets[{i}]"),
-                "must not be empty",
+                field,
+                format!("must be at least {MIN_SECRET_LEN} characters"),
             ));
         } else if s.len() > 1024 {
-            problems.push(FieldError::new(
-                format!("secrets[{i}]"),
-                "at most 1024 bytes",
-            ));
+            problems.push(FieldError::new(field, "at most 1024 bytes"));
         }
     }
     if problems.is_empty() {
@@ -251,6 +257,7 @@ pub async fn create(
     check_name(&input.name)?;
     let vendor = parse_vendor(&input.vendor)?;
     let (config, auth) = split_config(vendor, input.config)?;
+    let single = input.secret.is_some();
     let secrets = match (input.secret, input.secrets) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(vec![FieldError::new(
@@ -262,7 +269,7 @@ pub async fn create(
         (None, Some(list)) => list,
         (None, None) => Vec::new(),
     };
-    check_secrets(&secrets)?;
+    check_secrets(&secrets, single)?;
 
     let id = IntegrationId::new();
     let now = Utc::now();
@@ -355,6 +362,7 @@ pub async fn patch(
             )]));
         }
         (Some(Some(new)), None) => {
+            check_secrets(std::slice::from_ref(&new), true)?;
             let current = open_secrets(&state.cipher, &record)?;
             Some(
                 std::iter::once(new)
@@ -363,11 +371,13 @@ pub async fn patch(
             )
         }
         (Some(None), None) => Some(Vec::new()),
-        (None, Some(list)) => Some(list),
+        (None, Some(list)) => {
+            check_secrets(&list, false)?;
+            Some(list)
+        }
         (None, None) => None,
     };
     if let Some(secrets) = new_secrets {
-        check_secrets(&secrets)?;
         record.sealed_secrets = seal_secrets(&state.cipher, record.id, &secrets);
     }
     if let Some(active) = input.is_active {

@@ -24,7 +24,9 @@ pub const MAX_DELIVERY_BYTES: usize = 25 * 1024 * 1024;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryAccepted {
-    pub event_id: String,
+    /// The stored CI event (absent for a vendor diagnostic, which stores nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
     /// `accepted`, `duplicate` or `ignored` (a vendor diagnostic).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,7 +76,7 @@ pub async fn receive(
         Parsed::Event(event) => *event,
         Parsed::Diagnostic => {
             let body = DeliveryAccepted {
-                event_id: String::new(),
+                event_id: None,
                 status: "ignored",
                 event_type: Some("ping"),
                 action_taken: None,
@@ -102,7 +104,7 @@ pub async fn receive(
             metrics::counter!("pmap_webhooks_accepted_total", "vendor" => vendor.as_str())
                 .increment(1);
             let body = DeliveryAccepted {
-                event_id: id.to_string(),
+                event_id: Some(id.to_string()),
                 status: "accepted",
                 event_type: Some(event_type),
                 action_taken: Some("queued".into()),
@@ -113,7 +115,7 @@ pub async fn receive(
             metrics::counter!("pmap_webhooks_duplicate_total", "vendor" => vendor.as_str())
                 .increment(1);
             let body = DeliveryAccepted {
-                event_id: original.to_string(),
+                event_id: Some(original.to_string()),
                 status: "duplicate",
                 event_type: None,
                 action_taken: None,

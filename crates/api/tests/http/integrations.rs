@@ -116,10 +116,18 @@ async fn invalid_configs_answer_422_with_every_field_named() {
         (json!({"name": "x", "vendor": "circleci"}), "vendor"),
         (
             json!({"name": "x", "vendor": "github", "secret": ""}),
-            "secrets[0]",
+            "secret",
         ),
         (
-            json!({"name": "x", "vendor": "github", "secrets": ["a", "b", "c"]}),
+            json!({"name": "x", "vendor": "github", "secret": "short"}),
+            "secret",
+        ),
+        (
+            json!({"name": "x", "vendor": "github", "secrets": ["long-enough", "tiny"]}),
+            "secrets[1]",
+        ),
+        (
+            json!({"name": "x", "vendor": "github", "secrets": ["aaaaaaaa", "bbbbbbbb", "cccccccc"]}),
             "secrets",
         ),
         (
@@ -277,6 +285,43 @@ async fn service_endpoints_answer() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap().to_owned();
+            assert!(
+                ids.insert(id.clone()),
+                "{method} {path}: operationId {id} repeats"
+            );
+            for name in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            {
+                let declared = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(declared, "{method} {path} does not declare {name}");
+            }
+        }
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pmap_webhooks_accepted_total"),
+        "series exist before traffic"
+    );
+
     let (status, body) = get_json(&app, "/api/v1/nothing-here").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
