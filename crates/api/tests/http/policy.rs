@@ -122,7 +122,10 @@ pub async fn wait_for_rows(app: &test_support::app::TestApp, id: &str, n: usize)
 #[tokio::test]
 async fn bitbucket_server_test_connection_is_answered_and_stores_nothing() {
     let app = spawn().await.unwrap();
-    let id = app.create_integration("bitbucket", Some(SECRET)).await.unwrap();
+    let id = app
+        .create_integration("bitbucket", Some(SECRET))
+        .await
+        .unwrap();
     let body = br#"{"test": true}"#.to_vec();
     let signature = format!("sha256={}", webhooks::sign_hex(SECRET.as_bytes(), &body));
     let headers = [
@@ -130,8 +133,13 @@ async fn bitbucket_server_test_connection_is_answered_and_stores_nothing() {
         ("x-request-id", "ping-1".to_owned()),
         ("x-hub-signature", signature),
     ];
-    let (status, answer) =
-        post(&app, &format!("/api/v1/webhooks/ci/bitbucket/{id}"), &headers, body).await;
+    let (status, answer) = post(
+        &app,
+        &format!("/api/v1/webhooks/ci/bitbucket/{id}"),
+        &headers,
+        body,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "ignored");
     assert!(answer.get("event_id").is_none(), "{answer}");
