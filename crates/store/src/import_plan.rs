@@ -1,9 +1,10 @@
 //! Turns a scan to import, plus what the database already holds (the baseline's open findings,
 //! the repository's stored findings), into the rows and events one import writes. Both backends
-//! load the inputs and write the plan inside their transaction; the plan itself is computed in
-//! memory and never touches the database.
+//! load the inputs, then feed the findings through a [`Planner`] one batch at a time and write
+//! each batch inside their transaction, so only the fingerprints and statuses the diff needs are
+//! held for the whole scan. The planner itself never touches the database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use domain::ids::{FindingId, PlatformEventId, ScanId};
@@ -12,7 +13,7 @@ use domain::{Severity, scan::ScanContext};
 use serde_json::{Value, json};
 
 use crate::records::NewPlatformEvent;
-use crate::scans::{AssetRecord, FindingRecord, HistoryRecord, ScanImport, ScanRecord};
+use crate::scans::{AssetRecord, FindingRecord, HistoryRecord, NewFinding, ScanImport, ScanRecord};
 
 /// What the repository already has for one fingerprint.
 #[derive(Clone, Debug)]
@@ -34,44 +35,259 @@ pub(crate) struct Member {
     pub is_new: bool,
 }
 
-pub(crate) struct Plan {
-    pub scan: ScanRecord,
-    pub findings: Vec<FindingRecord>,
-    pub members: Vec<Member>,
-    /// Stored findings the scan fixed that are to be marked `fixed`.
-    pub mark_fixed: Vec<FindingId>,
-    pub history: Vec<HistoryRecord>,
-    /// Indexes into `findings` of those new to the repository and those reopened.
-    created: Vec<usize>,
-    reopened: Vec<usize>,
-    asset: AssetRecord,
+/// What the database holds that an import is classified against.
+#[derive(Default)]
+pub(crate) struct Prior {
+    pub baseline: Option<ScanId>,
+    /// The fingerprints the baseline scan had open, each with whether this scan reported it.
+    pub baseline_open: HashMap<String, bool>,
+    /// The repository's stored findings of this tool, by fingerprint.
+    pub existing: HashMap<String, Existing>,
 }
 
-impl Plan {
-    /// The platform events of the import, built one at a time as they are written, so a large
-    /// first import never holds a hundred thousand payloads at once.
-    pub fn events(&self) -> impl Iterator<Item = NewPlatformEvent> + '_ {
-        let at = self.scan.finished_at.unwrap_or(self.scan.started_at);
-        let finding_event = move |event_type: &'static str, index: usize| {
-            let payload = json!({
-                "finding": self.findings[index],
-                "asset": self.asset,
-                "scan_id": self.scan.id,
-            });
-            event(event_type, payload, at)
+/// The rows and events of one batch of findings.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub findings: Vec<FindingRecord>,
+    pub members: Vec<Member>,
+    pub history: Vec<HistoryRecord>,
+    /// `finding_created` and `finding_reopened`, in the order of the findings.
+    pub events: Vec<NewPlatformEvent>,
+}
+
+/// What is written once every batch is: the scan row with its counts, the stored findings the
+/// scan fixed, their history and the `scan_finished` event.
+pub(crate) struct Finish {
+    pub scan: ScanRecord,
+    pub mark_fixed: Vec<FindingId>,
+    pub history: Vec<HistoryRecord>,
+    pub events: Vec<NewPlatformEvent>,
+}
+
+/// Classifies the findings of one import batch by batch, keeping only the counts and which of
+/// the baseline's open fingerprints were seen.
+pub(crate) struct Planner<'a> {
+    import: &'a ScanImport,
+    asset: &'a AssetRecord,
+    prior: Prior,
+    scan_actor: String,
+    counts: SeverityCounts,
+    new_counts: SeverityCounts,
+}
+
+impl<'a> Planner<'a> {
+    /// `import.findings` is not read: the caller takes them out and hands them to [`batch`].
+    ///
+    /// [`batch`]: Planner::batch
+    pub fn new(import: &'a ScanImport, asset: &'a AssetRecord, prior: Prior) -> Planner<'a> {
+        Planner {
+            scan_actor: format!("scan:{}", import.id),
+            counts: SeverityCounts {
+                filtered: import.filtered,
+                ..Default::default()
+            },
+            new_counts: SeverityCounts::default(),
+            import,
+            asset,
+            prior,
+        }
+    }
+
+    /// Plans the next findings of the scan.
+    pub fn batch(&mut self, findings: impl IntoIterator<Item = NewFinding>) -> Batch {
+        let mut batch = Batch::default();
+        for new in findings {
+            self.plan_one(new, &mut batch);
+        }
+        batch
+    }
+
+    fn plan_one(&mut self, new: NewFinding, batch: &mut Batch) {
+        let at = self.import.finished_at;
+        let prior = self.prior.existing.get(&new.fingerprint);
+        let open_in_baseline = match self.prior.baseline_open.get_mut(&new.fingerprint) {
+            Some(seen) => {
+                *seen = true;
+                true
+            }
+            None => false,
         };
-        let created = self
-            .created
-            .iter()
-            .map(move |&i| finding_event("finding_created", i));
-        let reopened = self
-            .reopened
-            .iter()
-            .map(move |&i| finding_event("finding_reopened", i));
-        let finished = std::iter::once_with(move || {
-            event("scan_finished", scan_finished(&self.scan, &self.asset), at)
+        let classified: Classified = scan::classify(Incoming {
+            tool_status: new.tool_status,
+            rule_status: new.rule_status,
+            existing: prior.map(|p| p.status),
+            open_in_baseline,
         });
-        created.chain(reopened).chain(finished)
+        let id = prior.map_or_else(FindingId::new, |p| p.id);
+        self.counts.add(new.severity);
+        if classified.is_new {
+            self.new_counts.add(new.severity);
+        }
+
+        let mut tags = prior.map(|p| p.tags.clone()).unwrap_or_default();
+        for tag in new.tags {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        let assignee = new
+            .assignee
+            .or_else(|| prior.and_then(|p| p.assignee.clone()));
+        self.history_of(id, prior, new.rule_changes, &classified, &mut batch.history);
+
+        let record = FindingRecord {
+            id,
+            fingerprint: new.fingerprint,
+            scan_id: self.import.id,
+            repo_url: self.import.repo_url.clone(),
+            tool: self.import.tool.clone(),
+            rule_id: new.rule_id,
+            title: new.title,
+            description: new.description,
+            severity: new.severity,
+            vendor_severity: new.vendor_severity,
+            status: classified.status,
+            kind: new.kind,
+            file_path: new.file_path,
+            line: new.line,
+            package_name: new.package_name,
+            package_version: new.package_version,
+            purl: new.purl,
+            vulnerability_ids: new.vulnerability_ids,
+            cvss_score: new.cvss_score,
+            tags,
+            assignee,
+            asset_id: Some(self.asset.id),
+            first_seen_at: prior.map_or(at, |p| p.first_seen_at),
+            last_seen_at: at,
+        };
+        let event_type = if classified.created {
+            Some("finding_created")
+        } else if classified.reopened {
+            Some("finding_reopened")
+        } else {
+            None
+        };
+        if let Some(event_type) = event_type {
+            let payload = json!({
+                "finding": record,
+                "asset": self.asset,
+                "scan_id": self.import.id,
+            });
+            batch.events.push(event(event_type, payload, at));
+        }
+        batch.members.push(Member {
+            finding_id: id,
+            fingerprint: record.fingerprint.clone(),
+            severity: record.severity,
+            status: record.status,
+            is_new: classified.is_new,
+        });
+        batch.findings.push(record);
+    }
+
+    /// The history rows of one finding: the changes rules made that differ from what is stored,
+    /// and the status the scan gave it when it created or reopened it.
+    fn history_of(
+        &self,
+        id: FindingId,
+        prior: Option<&Existing>,
+        rule_changes: Vec<(String, String, Value, Value)>,
+        classified: &Classified,
+        rows: &mut Vec<HistoryRecord>,
+    ) {
+        let at = self.import.finished_at;
+        for (rule, field, old, value) in rule_changes {
+            let unchanged = prior.is_some_and(|p| match field.as_str() {
+                "severity" => json!(p.severity) == value,
+                "status" => json!(p.status) == value,
+                "assignee" => json!(p.assignee) == value,
+                "tags" => json!(p.tags) == value,
+                _ => false,
+            });
+            if !unchanged {
+                rows.push(history(id, at, &format!("rule:{rule}"), &field, old, value));
+            }
+        }
+        let status = json!(classified.status);
+        if classified.created {
+            rows.push(history(
+                id,
+                at,
+                &self.scan_actor,
+                "status",
+                Value::Null,
+                status,
+            ));
+        } else if classified.reopened {
+            let old = json!(FindingStatus::Fixed);
+            rows.push(history(id, at, &self.scan_actor, "status", old, status));
+        }
+    }
+
+    /// The scan row and what the scan fixed, once every finding went through [`batch`].
+    ///
+    /// [`batch`]: Planner::batch
+    pub fn finish(self) -> Finish {
+        let import = self.import;
+        let at = import.finished_at;
+        let gone: Vec<&str> = self
+            .prior
+            .baseline_open
+            .iter()
+            .filter(|(_, seen)| !**seen)
+            .map(|(fingerprint, _)| fingerprint.as_str())
+            .collect();
+        let fixed_count = gone.len() as i64;
+        // A pull request's scan reports what the change would fix; only a branch scan says the
+        // code that is there no longer has the problem.
+        let mut mark_fixed = Vec::new();
+        let mut history_rows = Vec::new();
+        if import.pr_number.is_none() {
+            for fingerprint in gone {
+                let existing = self.prior.existing.get(fingerprint);
+                if let Some(prior) = existing.filter(|p| p.status.is_open()) {
+                    mark_fixed.push(prior.id);
+                    history_rows.push(history(
+                        prior.id,
+                        at,
+                        &self.scan_actor,
+                        "status",
+                        json!(prior.status),
+                        json!(FindingStatus::Fixed),
+                    ));
+                }
+            }
+        }
+
+        let scan = ScanRecord {
+            id: import.id,
+            integration_id: import.integration_id,
+            tool: import.tool.clone(),
+            format: import.format.clone(),
+            status: "completed".into(),
+            external_scan_id: import.external_scan_id.clone(),
+            started_at: import.started_at,
+            finished_at: Some(at),
+            counts: self.counts,
+            new_counts: self.new_counts,
+            fixed_count,
+            baseline_scan_id: self.prior.baseline,
+            commit_sha: import.commit_sha.clone(),
+            branch_name: import.branch_name.clone(),
+            pr_number: import.pr_number,
+            target_branch: import.target_branch.clone(),
+            repo_url: import.repo_url.clone(),
+            asset_id: Some(self.asset.id),
+            triggered_by: import.triggered_by.clone(),
+        };
+        let finished = event("scan_finished", scan_finished(&scan, self.asset), at);
+        Finish {
+            scan,
+            mark_fixed,
+            history: history_rows,
+            events: vec![finished],
+        }
     }
 }
 
@@ -110,180 +326,6 @@ pub(crate) fn history(
         field: field.to_owned(),
         old_value: some(old_value),
         new_value: some(new_value),
-    }
-}
-
-/// Plans one import. `baseline_open` holds the fingerprints the baseline scan had open;
-/// `existing` the repository's stored findings of this tool, by fingerprint.
-pub(crate) fn plan(
-    import: ScanImport,
-    asset: &AssetRecord,
-    baseline: Option<ScanId>,
-    baseline_open: &HashSet<String>,
-    existing: &HashMap<String, Existing>,
-) -> Plan {
-    let at = import.finished_at;
-    let scan_actor = format!("scan:{}", import.id);
-    let mut counts = SeverityCounts {
-        filtered: import.filtered,
-        ..Default::default()
-    };
-    let mut new_counts = SeverityCounts::default();
-    let mut findings = Vec::with_capacity(import.findings.len());
-    let mut members = Vec::with_capacity(import.findings.len());
-    let mut history_rows = Vec::new();
-    let mut created = Vec::new();
-    let mut reopened = Vec::new();
-
-    for new in import.findings {
-        let prior = existing.get(&new.fingerprint);
-        let classified: Classified = scan::classify(Incoming {
-            tool_status: new.tool_status,
-            rule_status: new.rule_status,
-            existing: prior.map(|p| p.status),
-            open_in_baseline: baseline_open.contains(&new.fingerprint),
-        });
-        let id = prior.map_or_else(FindingId::new, |p| p.id);
-        counts.add(new.severity);
-        if classified.is_new {
-            new_counts.add(new.severity);
-        }
-
-        let mut tags = prior.map(|p| p.tags.clone()).unwrap_or_default();
-        for tag in new.tags {
-            if !tags.contains(&tag) {
-                tags.push(tag);
-            }
-        }
-        let assignee = new
-            .assignee
-            .or_else(|| prior.and_then(|p| p.assignee.clone()));
-        for (rule, field, old, value) in new.rule_changes {
-            let unchanged = prior.is_some_and(|p| match field.as_str() {
-                "severity" => json!(p.severity) == value,
-                "status" => json!(p.status) == value,
-                "assignee" => json!(p.assignee) == value,
-                "tags" => json!(p.tags) == value,
-                _ => false,
-            });
-            if !unchanged {
-                history_rows.push(history(id, at, &format!("rule:{rule}"), &field, old, value));
-            }
-        }
-        if classified.created {
-            history_rows.push(history(
-                id,
-                at,
-                &scan_actor,
-                "status",
-                Value::Null,
-                json!(classified.status),
-            ));
-        } else if classified.reopened {
-            history_rows.push(history(
-                id,
-                at,
-                &scan_actor,
-                "status",
-                json!(FindingStatus::Fixed),
-                json!(classified.status),
-            ));
-        }
-
-        let record = FindingRecord {
-            id,
-            fingerprint: new.fingerprint,
-            scan_id: import.id,
-            repo_url: import.repo_url.clone(),
-            tool: import.tool.clone(),
-            rule_id: new.rule_id,
-            title: new.title,
-            description: new.description,
-            severity: new.severity,
-            vendor_severity: new.vendor_severity,
-            status: classified.status,
-            kind: new.kind,
-            file_path: new.file_path,
-            line: new.line,
-            package_name: new.package_name,
-            package_version: new.package_version,
-            purl: new.purl,
-            vulnerability_ids: new.vulnerability_ids,
-            cvss_score: new.cvss_score,
-            tags,
-            assignee,
-            asset_id: Some(asset.id),
-            first_seen_at: prior.map_or(at, |p| p.first_seen_at),
-            last_seen_at: at,
-        };
-        members.push(Member {
-            finding_id: id,
-            fingerprint: record.fingerprint.clone(),
-            severity: record.severity,
-            status: record.status,
-            is_new: classified.is_new,
-        });
-        if classified.created {
-            created.push(findings.len());
-        } else if classified.reopened {
-            reopened.push(findings.len());
-        }
-        findings.push(record);
-    }
-
-    let current: HashSet<&str> = members.iter().map(|m| m.fingerprint.as_str()).collect();
-    let gone = scan::fixed(baseline_open.iter().map(String::as_str), &current);
-    let fixed_count = gone.len() as i64;
-    // A pull request's scan reports what the change would fix; only a branch scan says the
-    // code that is there no longer has the problem.
-    let mut mark_fixed = Vec::new();
-    if import.pr_number.is_none() {
-        for fingerprint in gone {
-            if let Some(prior) = existing.get(fingerprint).filter(|p| p.status.is_open()) {
-                mark_fixed.push(prior.id);
-                history_rows.push(history(
-                    prior.id,
-                    at,
-                    &scan_actor,
-                    "status",
-                    json!(prior.status),
-                    json!(FindingStatus::Fixed),
-                ));
-            }
-        }
-    }
-
-    let scan = ScanRecord {
-        id: import.id,
-        integration_id: import.integration_id,
-        tool: import.tool,
-        format: import.format,
-        status: "completed".into(),
-        external_scan_id: import.external_scan_id,
-        started_at: import.started_at,
-        finished_at: Some(at),
-        counts,
-        new_counts,
-        fixed_count,
-        baseline_scan_id: baseline,
-        commit_sha: import.commit_sha,
-        branch_name: import.branch_name,
-        pr_number: import.pr_number,
-        target_branch: import.target_branch,
-        repo_url: import.repo_url,
-        asset_id: Some(asset.id),
-        triggered_by: import.triggered_by,
-    };
-
-    Plan {
-        scan,
-        findings,
-        members,
-        mark_fixed,
-        history: history_rows,
-        created,
-        reopened,
-        asset: asset.clone(),
     }
 }
 

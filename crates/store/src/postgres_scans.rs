@@ -1,21 +1,23 @@
 //! [`ScanStore`] on PostgreSQL. An import takes a transaction-scoped advisory lock on its
 //! repository and tool, so two imports of the same code never classify against each other's
-//! half-written rows; finding writes go out as multi-row statements in chunks under the
-//! protocol's 65,535 bound parameters. This module never decides what is new or fixed;
-//! `import_plan` does.
+//! half-written rows. Findings are planned and written a batch at a time, each batch's findings
+//! and scan membership as one statement that binds an array per column. This module never
+//! decides what is new or fixed; `import_plan` does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::IntegrationId;
 use domain::ids::{AssetId, CommentId, FindingId, FindingRuleId, ScanId};
 use domain::scan::FindingStatus;
+use futures_util::TryStreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
-use crate::import_plan::{self, Existing, Plan};
+use crate::import_plan::{self, Batch, Existing, Finish, Member, Planner, Prior};
 use crate::postgres::{PgStore, insert_platform_event};
 use crate::records::NewPlatformEvent;
 use crate::scans::{
@@ -24,7 +26,8 @@ use crate::scans::{
 };
 use crate::{Result, StoreError};
 
-/// Rows per multi-row statement: 24 columns × 2000 stays below 65,535 parameters.
+/// Findings per batch, and rows per multi-row statement: history's 7 columns × 2000 stay below
+/// the protocol's 65,535 parameters.
 const CHUNK: usize = 2000;
 
 /// The typed ids, built from the UUID columns they are stored in.
@@ -217,20 +220,20 @@ async fn find_baseline(
     Ok(None)
 }
 
+/// The repository's stored findings of this tool, read row by row into the map.
 async fn load_existing(
     tx: &mut Transaction<'_, Postgres>,
     import: &ScanImport,
 ) -> Result<HashMap<String, Existing>> {
-    let rows = sqlx::query(
+    let mut rows = sqlx::query(
         "SELECT id, fingerprint, status, severity, tags, assignee, first_seen_at FROM findings \
          WHERE repo_url = $1 AND tool = $2",
     )
     .bind(&import.repo_url)
     .bind(&import.tool)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut existing = HashMap::with_capacity(rows.len());
-    for row in rows {
+    .fetch(&mut **tx);
+    let mut existing = HashMap::new();
+    while let Some(row) = rows.try_next().await? {
         existing.insert(
             row.try_get("fingerprint")?,
             Existing {
@@ -249,18 +252,21 @@ async fn load_existing(
 async fn load_baseline_open(
     tx: &mut Transaction<'_, Postgres>,
     baseline: Option<ScanId>,
-) -> Result<HashSet<String>> {
+) -> Result<HashMap<String, bool>> {
     let Some(baseline) = baseline else {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     };
-    let fingerprints: Vec<String> = sqlx::query_scalar(
+    let mut rows = sqlx::query_scalar::<_, String>(
         "SELECT fingerprint FROM scan_findings WHERE scan_id = $1 \
          AND status IN ('open', 'in_progress')",
     )
     .bind(baseline.0)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(fingerprints.into_iter().collect())
+    .fetch(&mut **tx);
+    let mut open = HashMap::new();
+    while let Some(fingerprint) = rows.try_next().await? {
+        open.insert(fingerprint, false);
+    }
+    Ok(open)
 }
 
 async fn insert_scan(tx: &mut Transaction<'_, Postgres>, scan: &ScanRecord) -> Result<()> {
@@ -294,96 +300,129 @@ async fn insert_scan(tx: &mut Transaction<'_, Postgres>, scan: &ScanRecord) -> R
     Ok(())
 }
 
-const FINDING_COLUMNS: &str = "id, repo_url, tool, fingerprint, scan_id, rule_id, title, \
-    description, severity, vendor_severity, status, kind, file_path, line, package_name, \
-    package_version, purl, vulnerability_ids, cvss_score, tags, assignee, asset_id, \
-    first_seen_at, last_seen_at";
+/// The finding upsert: one array per column, so every batch runs the same prepared statement
+/// whatever its size.
+const UPSERT_FINDINGS: &str = "INSERT INTO findings (id, repo_url, tool, fingerprint, scan_id, \
+    rule_id, title, description, severity, vendor_severity, status, kind, file_path, line, \
+    package_name, package_version, purl, vulnerability_ids, cvss_score, tags, assignee, asset_id, \
+    first_seen_at, last_seen_at) \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], \
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+    $14::int8[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::float8[], \
+    $20::jsonb[], $21::text[], $22::uuid[], $23::timestamptz[], $24::timestamptz[]) \
+    ON CONFLICT (repo_url, tool, fingerprint) DO UPDATE SET scan_id = excluded.scan_id, \
+    rule_id = excluded.rule_id, title = excluded.title, description = excluded.description, \
+    severity = excluded.severity, vendor_severity = excluded.vendor_severity, \
+    status = excluded.status, kind = excluded.kind, file_path = excluded.file_path, \
+    line = excluded.line, package_name = excluded.package_name, \
+    package_version = excluded.package_version, purl = excluded.purl, \
+    vulnerability_ids = excluded.vulnerability_ids, cvss_score = excluded.cvss_score, \
+    tags = excluded.tags, assignee = excluded.assignee, asset_id = excluded.asset_id, \
+    last_seen_at = excluded.last_seen_at";
 
 async fn upsert_findings(
     tx: &mut Transaction<'_, Postgres>,
     findings: &[FindingRecord],
 ) -> Result<()> {
-    for chunk in findings.chunks(CHUNK) {
-        let mut query =
-            QueryBuilder::<Postgres>::new(format!("INSERT INTO findings ({FINDING_COLUMNS}) "));
-        query.push_values(chunk, |mut row, f| {
-            row.push_bind(f.id.0)
-                .push_bind(&f.repo_url)
-                .push_bind(&f.tool)
-                .push_bind(&f.fingerprint)
-                .push_bind(f.scan_id.0)
-                .push_bind(&f.rule_id)
-                .push_bind(&f.title)
-                .push_bind(&f.description)
-                .push_bind(f.severity.as_str())
-                .push_bind(&f.vendor_severity)
-                .push_bind(f.status.as_str())
-                .push_bind(&f.kind)
-                .push_bind(&f.file_path)
-                .push_bind(f.line)
-                .push_bind(&f.package_name)
-                .push_bind(&f.package_version)
-                .push_bind(&f.purl)
-                .push_bind(Json(&f.vulnerability_ids))
-                .push_bind(f.cvss_score)
-                .push_bind(Json(&f.tags))
-                .push_bind(&f.assignee)
-                .push_bind(f.asset_id.map(|a| a.0))
-                .push_bind(f.first_seen_at)
-                .push_bind(f.last_seen_at);
-        });
-        query.push(
-            " ON CONFLICT (repo_url, tool, fingerprint) DO UPDATE SET scan_id = excluded.scan_id, \
-             rule_id = excluded.rule_id, title = excluded.title, \
-             description = excluded.description, severity = excluded.severity, \
-             vendor_severity = excluded.vendor_severity, status = excluded.status, \
-             kind = excluded.kind, file_path = excluded.file_path, line = excluded.line, \
-             package_name = excluded.package_name, package_version = excluded.package_version, \
-             purl = excluded.purl, vulnerability_ids = excluded.vulnerability_ids, \
-             cvss_score = excluded.cvss_score, tags = excluded.tags, \
-             assignee = excluded.assignee, asset_id = excluded.asset_id, \
-             last_seen_at = excluded.last_seen_at",
-        );
-        query.build().execute(&mut **tx).await?;
+    if findings.is_empty() {
+        return Ok(());
     }
+    let text = |f: fn(&FindingRecord) -> Option<&str>| -> Vec<Option<&str>> {
+        findings.iter().map(f).collect()
+    };
+    let each = |f: fn(&FindingRecord) -> Uuid| -> Vec<Uuid> { findings.iter().map(f).collect() };
+    let json_list = |f: fn(&FindingRecord) -> &Vec<String>| -> Vec<Json<&Vec<String>>> {
+        findings.iter().map(|r| Json(f(r))).collect()
+    };
+    let time = |f: fn(&FindingRecord) -> DateTime<Utc>| -> Vec<DateTime<Utc>> {
+        findings.iter().map(f).collect()
+    };
+    sqlx::query(UPSERT_FINDINGS)
+        .bind(each(|f| f.id.0))
+        .bind(text(|f| Some(&f.repo_url)))
+        .bind(text(|f| Some(&f.tool)))
+        .bind(text(|f| Some(&f.fingerprint)))
+        .bind(each(|f| f.scan_id.0))
+        .bind(text(|f| Some(&f.rule_id)))
+        .bind(text(|f| Some(&f.title)))
+        .bind(text(|f| f.description.as_deref()))
+        .bind(text(|f| Some(f.severity.as_str())))
+        .bind(text(|f| f.vendor_severity.as_deref()))
+        .bind(text(|f| Some(f.status.as_str())))
+        .bind(text(|f| Some(&f.kind)))
+        .bind(text(|f| f.file_path.as_deref()))
+        .bind(findings.iter().map(|f| f.line).collect::<Vec<_>>())
+        .bind(text(|f| f.package_name.as_deref()))
+        .bind(text(|f| f.package_version.as_deref()))
+        .bind(text(|f| f.purl.as_deref()))
+        .bind(json_list(|f| &f.vulnerability_ids))
+        .bind(findings.iter().map(|f| f.cvss_score).collect::<Vec<_>>())
+        .bind(json_list(|f| &f.tags))
+        .bind(text(|f| f.assignee.as_deref()))
+        .bind(
+            findings
+                .iter()
+                .map(|f| f.asset_id.map(|a| a.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(time(|f| f.first_seen_at))
+        .bind(time(|f| f.last_seen_at))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
-async fn write_plan(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Result<()> {
-    insert_scan(tx, &plan.scan).await?;
-    upsert_findings(tx, &plan.findings).await?;
-
-    let scan_id = plan.scan.id.0;
-    for chunk in plan.members.chunks(CHUNK) {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "INSERT INTO scan_findings (scan_id, finding_id, fingerprint, severity, status, \
-             is_new) ",
-        );
-        query.push_values(chunk, |mut row, m| {
-            row.push_bind(scan_id)
-                .push_bind(m.finding_id.0)
-                .push_bind(&m.fingerprint)
-                .push_bind(m.severity.as_str())
-                .push_bind(m.status.as_str())
-                .push_bind(m.is_new);
-        });
-        query.build().execute(&mut **tx).await?;
+async fn insert_members(
+    tx: &mut Transaction<'_, Postgres>,
+    scan_id: ScanId,
+    members: &[Member],
+) -> Result<()> {
+    if members.is_empty() {
+        return Ok(());
     }
+    let finding_ids: Vec<Uuid> = members.iter().map(|m| m.finding_id.0).collect();
+    let fingerprints: Vec<&str> = members.iter().map(|m| m.fingerprint.as_str()).collect();
+    let severities: Vec<&str> = members.iter().map(|m| m.severity.as_str()).collect();
+    let statuses: Vec<&str> = members.iter().map(|m| m.status.as_str()).collect();
+    let is_new: Vec<bool> = members.iter().map(|m| m.is_new).collect();
+    sqlx::query(
+        "INSERT INTO scan_findings (scan_id, finding_id, fingerprint, severity, status, is_new) \
+         SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bool[])",
+    )
+    .bind(scan_id.0)
+    .bind(finding_ids)
+    .bind(fingerprints)
+    .bind(severities)
+    .bind(statuses)
+    .bind(is_new)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
-    for chunk in plan.mark_fixed.chunks(CHUNK) {
-        let mut query = QueryBuilder::<Postgres>::new("UPDATE findings SET status = ");
-        query.push_bind(FindingStatus::Fixed.as_str());
-        query.push(" WHERE id IN (");
-        let mut ids = query.separated(", ");
-        for id in chunk {
-            ids.push_bind(id.0);
-        }
-        query.push(")");
-        query.build().execute(&mut **tx).await?;
+async fn write_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    scan_id: ScanId,
+    batch: &Batch,
+) -> Result<()> {
+    upsert_findings(tx, &batch.findings).await?;
+    insert_members(tx, scan_id, &batch.members).await?;
+    insert_history(tx, &batch.history).await?;
+    insert_events(tx, batch.events.iter()).await
+}
+
+async fn write_finish(tx: &mut Transaction<'_, Postgres>, finish: &Finish) -> Result<()> {
+    insert_scan(tx, &finish.scan).await?;
+    if !finish.mark_fixed.is_empty() {
+        let ids: Vec<Uuid> = finish.mark_fixed.iter().map(|id| id.0).collect();
+        sqlx::query("UPDATE findings SET status = $1 WHERE id = ANY($2)")
+            .bind(FindingStatus::Fixed.as_str())
+            .bind(ids)
+            .execute(&mut **tx)
+            .await?;
     }
-
-    insert_history(tx, &plan.history).await?;
-    insert_events(tx, plan.events()).await
+    insert_history(tx, &finish.history).await?;
+    insert_events(tx, finish.events.iter()).await
 }
 
 async fn insert_history(tx: &mut Transaction<'_, Postgres>, rows: &[HistoryRecord]) -> Result<()> {
@@ -409,11 +448,11 @@ async fn insert_history(tx: &mut Transaction<'_, Postgres>, rows: &[HistoryRecor
 /// The platform-event insert of `postgres.rs`, many rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,
-    events: impl Iterator<Item = NewPlatformEvent>,
+    events: impl Iterator<Item = &NewPlatformEvent>,
 ) -> Result<()> {
     let mut events = events.peekable();
     while events.peek().is_some() {
-        let chunk: Vec<NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
+        let chunk: Vec<&NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
         if let [one] = chunk.as_slice() {
             insert_platform_event(tx, one).await?;
             continue;
@@ -462,7 +501,7 @@ fn push_finding_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &FindingF
 
 #[async_trait]
 impl ScanStore for PgStore {
-    async fn import_scan(&self, import: ScanImport) -> Result<ScanRecord> {
+    async fn import_scan(&self, mut import: ScanImport) -> Result<ScanRecord> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("{}\n{}", import.repo_url, import.tool))
@@ -476,12 +515,27 @@ impl ScanStore for PgStore {
             insert_platform_event(&mut tx, &event).await?;
         }
         let baseline = find_baseline(&mut tx, &import).await?;
-        let baseline_open = load_baseline_open(&mut tx, baseline).await?;
-        let existing = load_existing(&mut tx, &import).await?;
-        let plan = import_plan::plan(import, &asset, baseline, &baseline_open, &existing);
-        write_plan(&mut tx, &plan).await?;
+        let prior = Prior {
+            baseline,
+            baseline_open: load_baseline_open(&mut tx, baseline).await?,
+            existing: load_existing(&mut tx, &import).await?,
+        };
+
+        // The findings go through the planner and into the database a batch at a time.
+        let mut findings = std::mem::take(&mut import.findings).into_iter();
+        let mut planner = Planner::new(&import, &asset, prior);
+        loop {
+            let batch = planner.batch(findings.by_ref().take(CHUNK));
+            if batch.findings.is_empty() {
+                break;
+            }
+            write_batch(&mut tx, import.id, &batch).await?;
+        }
+        drop(findings);
+        let finish = planner.finish();
+        write_finish(&mut tx, &finish).await?;
         tx.commit().await?;
-        Ok(plan.scan)
+        Ok(finish.scan)
     }
 
     async fn get_scan(&self, id: ScanId) -> Result<Option<ScanRecord>> {

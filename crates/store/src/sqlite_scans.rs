@@ -1,17 +1,18 @@
 //! [`ScanStore`] on SQLite. Imports run on the single writer connection, so two imports never
-//! interleave; finding writes go out as multi-row statements in chunks well under SQLite's
-//! bound-variable limit. JSON values are stored as text. This module never decides what is new
-//! or fixed; `import_plan` does.
+//! interleave. Findings are planned and written a batch at a time, as multi-row statements well
+//! under SQLite's bound-variable limit. JSON values are stored as text. This module never
+//! decides what is new or fixed; `import_plan` does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use domain::ids::{AssetId, FindingId, FindingRuleId, ScanId};
 use domain::scan::FindingStatus;
+use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::import_plan::{self, Existing, Plan};
+use crate::import_plan::{self, Batch, Existing, Finish, Member, Planner, Prior};
 use crate::records::NewPlatformEvent;
 use crate::scans::{
     AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
@@ -187,27 +188,33 @@ async fn find_baseline(
     Ok(None)
 }
 
+/// The repository's stored findings of this tool, read row by row into the map rather than
+/// as one result set, so a large repository is held once.
 async fn load_existing(
     tx: &mut Transaction<'_, Sqlite>,
     import: &ScanImport,
 ) -> Result<HashMap<String, Existing>> {
-    let rows = sqlx::query(
+    let mut rows = sqlx::query(
         "SELECT id, fingerprint, status, severity, tags, assignee, first_seen_at FROM findings \
          WHERE repo_url = $1 AND tool = $2",
     )
     .bind(&import.repo_url)
     .bind(&import.tool)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut existing = HashMap::with_capacity(rows.len());
-    for row in rows {
+    .fetch(&mut **tx);
+    let mut existing = HashMap::new();
+    while let Some(row) = rows.try_next().await? {
+        let tags: &str = row.try_get("tags")?;
         existing.insert(
             row.try_get("fingerprint")?,
             Existing {
                 id: parse_id(row.try_get::<&str, _>("id")?)?,
                 status: parse_word(row.try_get::<&str, _>("status")?)?,
                 severity: parse_word(row.try_get::<&str, _>("severity")?)?,
-                tags: json(&row, "tags")?,
+                tags: if tags == "[]" {
+                    Vec::new()
+                } else {
+                    serde_json::from_str(tags)?
+                },
                 assignee: row.try_get("assignee")?,
                 first_seen_at: row.try_get("first_seen_at")?,
             },
@@ -219,18 +226,21 @@ async fn load_existing(
 async fn load_baseline_open(
     tx: &mut Transaction<'_, Sqlite>,
     baseline: Option<ScanId>,
-) -> Result<HashSet<String>> {
+) -> Result<HashMap<String, bool>> {
     let Some(baseline) = baseline else {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     };
-    let fingerprints: Vec<String> = sqlx::query_scalar(
+    let mut rows = sqlx::query_scalar::<_, String>(
         "SELECT fingerprint FROM scan_findings WHERE scan_id = $1 \
          AND status IN ('open', 'in_progress')",
     )
     .bind(baseline.to_string())
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(fingerprints.into_iter().collect())
+    .fetch(&mut **tx);
+    let mut open = HashMap::new();
+    while let Some(fingerprint) = rows.try_next().await? {
+        open.insert(fingerprint, false);
+    }
+    Ok(open)
 }
 
 async fn insert_scan(tx: &mut Transaction<'_, Sqlite>, scan: &ScanRecord) -> Result<()> {
@@ -323,18 +333,25 @@ async fn upsert_findings(
     Ok(())
 }
 
-async fn write_plan(tx: &mut Transaction<'_, Sqlite>, plan: &Plan) -> Result<()> {
-    insert_scan(tx, &plan.scan).await?;
-    upsert_findings(tx, &plan.findings).await?;
+async fn write_batch(tx: &mut Transaction<'_, Sqlite>, scan_id: &str, batch: &Batch) -> Result<()> {
+    upsert_findings(tx, &batch.findings).await?;
+    insert_members(tx, scan_id, &batch.members).await?;
+    insert_history(tx, &batch.history).await?;
+    insert_events(tx, batch.events.iter()).await
+}
 
-    let scan_id = plan.scan.id.to_string();
-    for chunk in plan.members.chunks(CHUNK) {
+async fn insert_members(
+    tx: &mut Transaction<'_, Sqlite>,
+    scan_id: &str,
+    members: &[Member],
+) -> Result<()> {
+    for chunk in members.chunks(CHUNK) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO scan_findings (scan_id, finding_id, fingerprint, severity, status, \
              is_new) ",
         );
         query.push_values(chunk, |mut row, m| {
-            row.push_bind(&scan_id)
+            row.push_bind(scan_id)
                 .push_bind(m.finding_id.to_string())
                 .push_bind(&m.fingerprint)
                 .push_bind(m.severity.as_str())
@@ -343,8 +360,12 @@ async fn write_plan(tx: &mut Transaction<'_, Sqlite>, plan: &Plan) -> Result<()>
         });
         query.build().execute(&mut **tx).await?;
     }
+    Ok(())
+}
 
-    for chunk in plan.mark_fixed.chunks(CHUNK) {
+async fn write_finish(tx: &mut Transaction<'_, Sqlite>, finish: &Finish) -> Result<()> {
+    insert_scan(tx, &finish.scan).await?;
+    for chunk in finish.mark_fixed.chunks(CHUNK) {
         let mut query = QueryBuilder::<Sqlite>::new("UPDATE findings SET status = ");
         query.push_bind(FindingStatus::Fixed.as_str());
         query.push(" WHERE id IN (");
@@ -355,9 +376,8 @@ async fn write_plan(tx: &mut Transaction<'_, Sqlite>, plan: &Plan) -> Result<()>
         query.push(")");
         query.build().execute(&mut **tx).await?;
     }
-
-    insert_history(tx, &plan.history).await?;
-    insert_events(tx, plan.events()).await
+    insert_history(tx, &finish.history).await?;
+    insert_events(tx, finish.events.iter()).await
 }
 
 async fn insert_history(tx: &mut Transaction<'_, Sqlite>, rows: &[HistoryRecord]) -> Result<()> {
@@ -390,11 +410,11 @@ async fn insert_history(tx: &mut Transaction<'_, Sqlite>, rows: &[HistoryRecord]
 /// The platform-event insert of `sqlite.rs`, many rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'_, Sqlite>,
-    events: impl Iterator<Item = NewPlatformEvent>,
+    events: impl Iterator<Item = &NewPlatformEvent>,
 ) -> Result<()> {
     let mut events = events.peekable();
     while events.peek().is_some() {
-        let chunk: Vec<NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
+        let chunk: Vec<&NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
         if let [one] = chunk.as_slice() {
             insert_platform_event(tx, one).await?;
             continue;
@@ -449,7 +469,7 @@ fn push_finding_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &FindingFil
 
 #[async_trait]
 impl ScanStore for SqliteStore {
-    async fn import_scan(&self, import: ScanImport) -> Result<ScanRecord> {
+    async fn import_scan(&self, mut import: ScanImport) -> Result<ScanRecord> {
         let mut tx = self.writer.begin().await?;
         let (asset, created) =
             insert_asset_if_missing(&mut tx, &import.repo_url, import.finished_at).await?;
@@ -459,12 +479,28 @@ impl ScanStore for SqliteStore {
             insert_platform_event(&mut tx, &event).await?;
         }
         let baseline = find_baseline(&mut tx, &import).await?;
-        let baseline_open = load_baseline_open(&mut tx, baseline).await?;
-        let existing = load_existing(&mut tx, &import).await?;
-        let plan = import_plan::plan(import, &asset, baseline, &baseline_open, &existing);
-        write_plan(&mut tx, &plan).await?;
+        let prior = Prior {
+            baseline,
+            baseline_open: load_baseline_open(&mut tx, baseline).await?,
+            existing: load_existing(&mut tx, &import).await?,
+        };
+
+        // The findings go through the planner and into the database a batch at a time.
+        let mut findings = std::mem::take(&mut import.findings).into_iter();
+        let mut planner = Planner::new(&import, &asset, prior);
+        let scan_id = import.id.to_string();
+        loop {
+            let batch = planner.batch(findings.by_ref().take(CHUNK));
+            if batch.findings.is_empty() {
+                break;
+            }
+            write_batch(&mut tx, &scan_id, &batch).await?;
+        }
+        drop(findings);
+        let finish = planner.finish();
+        write_finish(&mut tx, &finish).await?;
         tx.commit().await?;
-        Ok(plan.scan)
+        Ok(finish.scan)
     }
 
     async fn get_scan(&self, id: ScanId) -> Result<Option<ScanRecord>> {
