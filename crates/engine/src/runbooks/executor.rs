@@ -174,7 +174,12 @@ impl RunbookEngine {
                         list.push(json!({"output": output}));
                     }
                     run.position += 1;
-                    self.store.save_execution(&run, LEASE).await?;
+                    // After the last action the run is saved once, by `finish`: one commit
+                    // fewer per run. A process that dies in between leaves the lease to run
+                    // out and the last action runs again, as it would dying during it.
+                    if (run.position as usize) < runbook.actions.len() {
+                        self.store.save_execution(&run, LEASE).await?;
+                    }
                 }
                 Step::Park => {
                     self.store.save_execution(&run, LEASE).await?;
