@@ -49,6 +49,9 @@ pub(crate) struct Prior {
 #[derive(Default)]
 pub(crate) struct Batch {
     pub findings: Vec<FindingRecord>,
+    /// For each of `findings`, whether the repository already stored it (and its row is to be
+    /// updated rather than inserted).
+    pub stored: Vec<bool>,
     pub members: Vec<Member>,
     pub history: Vec<HistoryRecord>,
     /// `finding_created` and `finding_reopened`, in the order of the findings.
@@ -184,6 +187,7 @@ impl<'a> Planner<'a> {
             is_new: classified.is_new,
         });
         batch.findings.push(record);
+        batch.stored.push(prior.is_some());
     }
 
     /// The history rows of one finding: the changes rules made that differ from what is stored,

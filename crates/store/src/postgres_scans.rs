@@ -322,20 +322,21 @@ const UPSERT_FINDINGS: &str = "INSERT INTO findings (id, repo_url, tool, fingerp
 
 async fn upsert_findings(
     tx: &mut Transaction<'_, Postgres>,
-    findings: &[FindingRecord],
+    findings: &[&FindingRecord],
 ) -> Result<()> {
     if findings.is_empty() {
         return Ok(());
     }
     let text = |f: fn(&FindingRecord) -> Option<&str>| -> Vec<Option<&str>> {
-        findings.iter().map(f).collect()
+        findings.iter().map(|r| f(r)).collect()
     };
-    let each = |f: fn(&FindingRecord) -> Uuid| -> Vec<Uuid> { findings.iter().map(f).collect() };
+    let each =
+        |f: fn(&FindingRecord) -> Uuid| -> Vec<Uuid> { findings.iter().map(|r| f(r)).collect() };
     let json_list = |f: fn(&FindingRecord) -> &Vec<String>| -> Vec<Json<&Vec<String>>> {
         findings.iter().map(|r| Json(f(r))).collect()
     };
     let time = |f: fn(&FindingRecord) -> DateTime<Utc>| -> Vec<DateTime<Utc>> {
-        findings.iter().map(f).collect()
+        findings.iter().map(|r| f(r)).collect()
     };
     sqlx::query(UPSERT_FINDINGS)
         .bind(each(|f| f.id.0))
@@ -367,6 +368,67 @@ async fn upsert_findings(
         )
         .bind(time(|f| f.first_seen_at))
         .bind(time(|f| f.last_seen_at))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The update of findings the repository already stores, by id: no conflict check and no row
+/// lock per row, which an upsert of rows known to exist would pay for nothing.
+const UPDATE_FINDINGS: &str = "UPDATE findings f SET scan_id = u.scan_id, rule_id = u.rule_id, \
+    title = u.title, description = u.description, severity = u.severity, \
+    vendor_severity = u.vendor_severity, status = u.status, kind = u.kind, \
+    file_path = u.file_path, line = u.line, package_name = u.package_name, \
+    package_version = u.package_version, purl = u.purl, \
+    vulnerability_ids = u.vulnerability_ids, cvss_score = u.cvss_score, tags = u.tags, \
+    assignee = u.assignee, asset_id = u.asset_id, last_seen_at = u.last_seen_at \
+    FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::text[], $13::text[], \
+    $14::text[], $15::jsonb[], $16::float8[], $17::jsonb[], $18::text[], $19::uuid[], \
+    $20::timestamptz[]) AS u(id, scan_id, rule_id, title, description, severity, \
+    vendor_severity, status, kind, file_path, line, package_name, package_version, purl, \
+    vulnerability_ids, cvss_score, tags, assignee, asset_id, last_seen_at) \
+    WHERE f.id = u.id";
+
+async fn update_findings(
+    tx: &mut Transaction<'_, Postgres>,
+    findings: &[&FindingRecord],
+) -> Result<()> {
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&FindingRecord) -> Option<&str>| -> Vec<Option<&str>> {
+        findings.iter().map(|r| f(r)).collect()
+    };
+    let json_list = |f: fn(&FindingRecord) -> &Vec<String>| -> Vec<Json<&Vec<String>>> {
+        findings.iter().map(|r| Json(f(r))).collect()
+    };
+    sqlx::query(UPDATE_FINDINGS)
+        .bind(findings.iter().map(|f| f.id.0).collect::<Vec<_>>())
+        .bind(findings.iter().map(|f| f.scan_id.0).collect::<Vec<_>>())
+        .bind(text(|f| Some(&f.rule_id)))
+        .bind(text(|f| Some(&f.title)))
+        .bind(text(|f| f.description.as_deref()))
+        .bind(text(|f| Some(f.severity.as_str())))
+        .bind(text(|f| f.vendor_severity.as_deref()))
+        .bind(text(|f| Some(f.status.as_str())))
+        .bind(text(|f| Some(&f.kind)))
+        .bind(text(|f| f.file_path.as_deref()))
+        .bind(findings.iter().map(|f| f.line).collect::<Vec<_>>())
+        .bind(text(|f| f.package_name.as_deref()))
+        .bind(text(|f| f.package_version.as_deref()))
+        .bind(text(|f| f.purl.as_deref()))
+        .bind(json_list(|f| &f.vulnerability_ids))
+        .bind(findings.iter().map(|f| f.cvss_score).collect::<Vec<_>>())
+        .bind(json_list(|f| &f.tags))
+        .bind(text(|f| f.assignee.as_deref()))
+        .bind(
+            findings
+                .iter()
+                .map(|f| f.asset_id.map(|a| a.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(findings.iter().map(|f| f.last_seen_at).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -405,7 +467,17 @@ async fn write_batch(
     scan_id: ScanId,
     batch: &Batch,
 ) -> Result<()> {
-    upsert_findings(tx, &batch.findings).await?;
+    // Rows are stored or not as the import read them under its lock; new rows still go through
+    // the upsert, which costs nothing extra when nothing conflicts.
+    let (stored, new): (Vec<_>, Vec<_>) = batch
+        .findings
+        .iter()
+        .zip(&batch.stored)
+        .partition(|(_, stored)| **stored);
+    let new: Vec<&FindingRecord> = new.into_iter().map(|(f, _)| f).collect();
+    let stored: Vec<&FindingRecord> = stored.into_iter().map(|(f, _)| f).collect();
+    upsert_findings(tx, &new).await?;
+    update_findings(tx, &stored).await?;
     insert_members(tx, scan_id, &batch.members).await?;
     insert_history(tx, &batch.history).await?;
     insert_events(tx, batch.events.iter()).await
