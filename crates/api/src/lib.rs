@@ -227,6 +227,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     let state = Arc::new(AppState {
         writer: DeliveryWriter::spawn(store.clone(), stored.clone()),
+        events: store::event_writer(store.clone()),
         store: store.clone(),
         cipher,
         posture: config.env,

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use domain::{CiEventId, IntegrationId, Vendor};
 use metrics_exporter_prometheus::PrometheusHandle;
-use store::{DeliveryWriter, DynStore, IntegrationRecord, NewRejection};
+use store::{
+    DeliveryWriter, DynStore, GroupCommit, IntegrationRecord, NewPlatformEvent, NewRejection,
+    PlatformEvent,
+};
 use webhooks::Secret;
 
 use crate::config::Posture;
@@ -18,6 +21,8 @@ use crate::error::ApiError;
 pub struct AppState {
     pub store: DynStore,
     pub writer: DeliveryWriter,
+    /// Events emitted through the API, appended in groups.
+    pub events: GroupCommit<NewPlatformEvent, PlatformEvent>,
     pub cipher: Cipher,
     pub posture: Posture,
     pub allow_unsigned: bool,

@@ -14,12 +14,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// The failure of a group commit, shared by every item of the batch.
+    #[error(transparent)]
+    Batch(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
     /// True when the same call may succeed later (connection lost, pool exhausted, locked).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        match self {
+            StoreError::Batch(shared) => shared.is_transient(),
+            other => matches!(other, StoreError::Unavailable(_)),
+        }
     }
 }
 

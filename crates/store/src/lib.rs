@@ -45,7 +45,7 @@ pub use scans::{
     HistoryRecord, NewFinding, ScanFilter, ScanImport, ScanRecord, ScanStore,
 };
 pub use sqlite::SqliteStore;
-pub use writer::DeliveryWriter;
+pub use writer::{DeliveryWriter, GroupCommit, event_writer, execution_finisher};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -99,7 +99,19 @@ pub trait Store: ScanStore + RunbookStore + GateStore + Send + Sync + 'static {
     async fn finish_ci_events(&self, finished: &[FinishedCiEvent]) -> Result<Vec<bool>>;
 
     /// Appends to the platform-event log.
-    async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent>;
+    async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent> {
+        let mut stored = self
+            .append_platform_events(std::slice::from_ref(event))
+            .await?;
+        stored
+            .pop()
+            .ok_or_else(|| StoreError::Config("the event was not appended".into()))
+    }
+    /// Appends several events to the log in one transaction, in order.
+    async fn append_platform_events(
+        &self,
+        events: &[NewPlatformEvent],
+    ) -> Result<Vec<PlatformEvent>>;
     /// Platform events after `after_seq` (oldest first), or the newest when `None`.
     async fn list_platform_events(
         &self,

@@ -472,17 +472,24 @@ impl Store for PgStore {
         Ok(done)
     }
 
-    async fn append_platform_event(&self, event: &NewPlatformEvent) -> Result<PlatformEvent> {
+    async fn append_platform_events(
+        &self,
+        events: &[NewPlatformEvent],
+    ) -> Result<Vec<PlatformEvent>> {
         let mut tx = self.pool.begin().await?;
-        let seq = insert_platform_event(&mut tx, event).await?;
+        let mut stored = Vec::with_capacity(events.len());
+        for event in events {
+            let seq = insert_platform_event(&mut tx, event).await?;
+            stored.push(PlatformEvent {
+                seq,
+                id: event.id,
+                event_type: event.event_type.clone(),
+                payload: event.payload.clone(),
+                created_at: event.created_at,
+            });
+        }
         tx.commit().await?;
-        Ok(PlatformEvent {
-            seq,
-            id: event.id,
-            event_type: event.event_type.clone(),
-            payload: event.payload.clone(),
-            created_at: event.created_at,
-        })
+        Ok(stored)
     }
 
     async fn list_platform_events(

@@ -291,50 +291,17 @@ impl RunbookStore for PgStore {
         Ok(())
     }
 
-    async fn finish_execution(&self, e: &ExecutionRecord, effect: BreakerEffect) -> Result<bool> {
+    async fn finish_executions(
+        &self,
+        runs: &[(ExecutionRecord, BreakerEffect)],
+    ) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE runbook_executions SET status = $2, skip_reason = $3, position = $4, \
-             context = $5, action_results = $6, wait_signal = NULL, due_at = NULL, \
-             locked_until = NULL, started_at = COALESCE(started_at, $7), finished_at = $7, \
-             duration_ms = $8 WHERE id = $1",
-        )
-        .bind(e.id.0)
-        .bind(&e.status)
-        .bind(&e.skip_reason)
-        .bind(e.position)
-        .bind(sqlx::types::Json(&e.context))
-        .bind(sqlx::types::Json(&e.action_results))
-        .bind(e.finished_at.unwrap_or_else(Utc::now))
-        .bind(e.duration_ms)
-        .execute(&mut *tx)
-        .await?;
-
-        let tripped = match effect {
-            BreakerEffect::None => false,
-            BreakerEffect::Success => {
-                sqlx::query("UPDATE runbooks SET consecutive_failures = 0 WHERE id = $1")
-                    .bind(e.runbook_id.0)
-                    .execute(&mut *tx)
-                    .await?;
-                false
-            }
-            BreakerEffect::Failure => {
-                let row = sqlx::query(
-                    "UPDATE runbooks SET consecutive_failures = consecutive_failures + 1 \
-                     WHERE id = $1 RETURNING name, is_active, consecutive_failures",
-                )
-                .bind(e.runbook_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match row {
-                    Some(row) => trip_if_due(&mut tx, e.runbook_id, &row).await?,
-                    None => false,
-                }
-            }
-        };
+        let mut answers = Vec::with_capacity(runs.len());
+        for (e, effect) in runs {
+            answers.push(finish_one(&mut tx, e, *effect).await?);
+        }
         tx.commit().await?;
-        Ok(tripped)
+        Ok(answers)
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>> {
@@ -402,6 +369,56 @@ impl RunbookStore for PgStore {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Stores one run's final state and applies its breaker effect, inside the caller's
+/// transaction.
+async fn finish_one(
+    tx: &mut Transaction<'_, Postgres>,
+    e: &ExecutionRecord,
+    effect: BreakerEffect,
+) -> Result<bool> {
+    sqlx::query(
+        "UPDATE runbook_executions SET status = $2, skip_reason = $3, position = $4, \
+         context = $5, action_results = $6, wait_signal = NULL, due_at = NULL, \
+         locked_until = NULL, started_at = COALESCE(started_at, $7), finished_at = $7, \
+         duration_ms = $8 WHERE id = $1",
+    )
+    .bind(e.id.0)
+    .bind(&e.status)
+    .bind(&e.skip_reason)
+    .bind(e.position)
+    .bind(sqlx::types::Json(&e.context))
+    .bind(sqlx::types::Json(&e.action_results))
+    .bind(e.finished_at.unwrap_or_else(Utc::now))
+    .bind(e.duration_ms)
+    .execute(&mut **tx)
+    .await?;
+
+    let tripped = match effect {
+        BreakerEffect::None => false,
+        BreakerEffect::Success => {
+            sqlx::query("UPDATE runbooks SET consecutive_failures = 0 WHERE id = $1")
+                .bind(e.runbook_id.0)
+                .execute(&mut **tx)
+                .await?;
+            false
+        }
+        BreakerEffect::Failure => {
+            let row = sqlx::query(
+                "UPDATE runbooks SET consecutive_failures = consecutive_failures + 1 \
+                 WHERE id = $1 RETURNING name, is_active, consecutive_failures",
+            )
+            .bind(e.runbook_id.0)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match row {
+                Some(row) => trip_if_due(tx, e.runbook_id, &row).await?,
+                None => false,
+            }
+        }
+    };
+    Ok(tripped)
 }
 
 /// Deactivates the runbook when its count reached the threshold while it was active, and

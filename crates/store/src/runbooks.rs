@@ -152,7 +152,17 @@ pub trait RunbookStore {
         &self,
         execution: &ExecutionRecord,
         effect: BreakerEffect,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let batch = [(execution.clone(), effect)];
+        let tripped = self.finish_executions(&batch).await?;
+        Ok(tripped.first().copied().unwrap_or(false))
+    }
+    /// [`RunbookStore::finish_execution`] for several runs in one transaction, applied in
+    /// order; answers, per run, whether its breaker tripped.
+    async fn finish_executions(
+        &self,
+        runs: &[(ExecutionRecord, BreakerEffect)],
+    ) -> Result<Vec<bool>>;
     async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>>;
     /// Newest event first, before the cursor (an `event_seq`).
     async fn list_executions(

@@ -101,14 +101,17 @@ pub async fn emit(
         )]));
     }
     let stored = state
-        .store
-        .append_platform_event(&NewPlatformEvent {
+        .events
+        .submit(NewPlatformEvent {
             id: PlatformEventId::new(),
             event_type: input.event_type,
             payload: input.payload,
             created_at: Utc::now(),
         })
         .await?;
+    if let Some(engine) = &state.runbooks {
+        engine.wake();
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(EventAccepted {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::condition::evaluate;
 use serde_json::{Value, json};
-use store::{ActionResult, BreakerEffect, DynStore, ExecutionRecord};
+use store::{ActionResult, BreakerEffect, DynStore, ExecutionRecord, GroupCommit};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,6 +43,8 @@ pub struct RunbookEngine {
     pub(crate) store: DynStore,
     pub(crate) deps: ActionDeps,
     pub(crate) cache: RunbookCache,
+    /// Finished runs are committed in groups: one transaction for whatever finished meanwhile.
+    finisher: GroupCommit<(ExecutionRecord, BreakerEffect), bool>,
     gaps: GapWatch,
     owner: String,
     wake: Notify,
@@ -62,6 +64,7 @@ impl RunbookEngine {
     pub fn new(deps: ActionDeps, settings: EngineSettings) -> Arc<Self> {
         Arc::new(RunbookEngine {
             store: deps.store.clone(),
+            finisher: store::execution_finisher(deps.store.clone()),
             deps,
             cache: RunbookCache::default(),
             gaps: GapWatch::default(),
@@ -370,6 +373,7 @@ impl RunbookEngine {
         reason: Option<String>,
     ) -> store::Result<()> {
         let now = Utc::now();
+        let runbook_id = run.runbook_id;
         run.status = status.into();
         run.skip_reason = reason;
         run.finished_at = Some(now);
@@ -379,13 +383,18 @@ impl RunbookEngine {
             "failed" => BreakerEffect::Failure,
             _ => BreakerEffect::None,
         };
-        let tripped = self.store.finish_execution(&run, effect).await?;
+        let duration_ms = run.duration_ms;
+        let tripped = self
+            .finisher
+            .submit((run, effect))
+            .await
+            .map_err(store::StoreError::Batch)?;
         metrics::counter!("pmap_runbook_executions_total", "status" => status.to_owned())
             .increment(1);
-        tracing::info!(status, duration_ms = run.duration_ms, "execution finished");
+        tracing::info!(status, duration_ms, "execution finished");
         if tripped {
             metrics::counter!("pmap_runbook_breaker_trips_total").increment(1);
-            tracing::info!(runbook.id = %run.runbook_id, "runbook breaker tripped; deactivated");
+            tracing::info!(runbook.id = %runbook_id, "runbook breaker tripped; deactivated");
         }
         Ok(())
     }
