@@ -86,10 +86,28 @@ fn platform_event_from_row(row: &PgRow) -> Result<PlatformEvent> {
     })
 }
 
+/// The advisory lock that orders appends to the platform-event log.
+///
+/// A log position comes from a sequence when the row is inserted, but becomes visible when its
+/// transaction commits; without this lock a reader following the log could see position 8
+/// before a slower transaction commits 7, move its cursor past 7 and never see it. Every
+/// transaction that appends takes this lock right before its first append and holds it to its
+/// commit, so positions become visible in order. Appends therefore come last in a transaction
+/// (imports stage their events and move them at the end), which keeps the lock short.
+pub(crate) async fn lock_event_log(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+    const EVENT_LOG_LOCK: i64 = 0x0050_4d41_504c_4f47; // "PMAPLOG"
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENT_LOG_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn insert_platform_event(
     tx: &mut Transaction<'_, Postgres>,
     event: &NewPlatformEvent,
 ) -> Result<i64> {
+    lock_event_log(tx).await?;
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO platform_events (id, event_type, payload, created_at) \
          VALUES ($1, $2, $3, $4) RETURNING seq",
@@ -447,6 +465,7 @@ impl Store for PgStore {
             .flat_map(|(f, _)| &f.emit)
             .collect();
         if !emit.is_empty() {
+            lock_event_log(&mut tx).await?;
             let payloads: Vec<String> = emit
                 .iter()
                 .map(|e| serde_json::to_string(&e.payload))

@@ -295,10 +295,19 @@ impl RunbookStore for PgStore {
         &self,
         runs: &[(ExecutionRecord, BreakerEffect)],
     ) -> Result<Vec<bool>> {
+        // Runbook rows are locked in id order and the breaker events appended last, so two
+        // replicas finishing batches at once cannot wait on each other in a cycle.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by_key(|&i| runs[i].0.runbook_id.0);
         let mut tx = self.pool.begin().await?;
-        let mut answers = Vec::with_capacity(runs.len());
-        for (e, effect) in runs {
-            answers.push(finish_one(&mut tx, e, *effect).await?);
+        let mut answers = vec![false; runs.len()];
+        let mut trips = Vec::new();
+        for i in order {
+            let (e, effect) = &runs[i];
+            answers[i] = finish_one(&mut tx, e, *effect, &mut trips).await?;
+        }
+        for event in &trips {
+            insert_platform_event(&mut tx, event).await?;
         }
         tx.commit().await?;
         Ok(answers)
@@ -377,6 +386,7 @@ async fn finish_one(
     tx: &mut Transaction<'_, Postgres>,
     e: &ExecutionRecord,
     effect: BreakerEffect,
+    trips: &mut Vec<NewPlatformEvent>,
 ) -> Result<bool> {
     sqlx::query(
         "UPDATE runbook_executions SET status = $2, skip_reason = $3, position = $4, \
@@ -413,7 +423,7 @@ async fn finish_one(
             .fetch_optional(&mut **tx)
             .await?;
             match row {
-                Some(row) => trip_if_due(tx, e.runbook_id, &row).await?,
+                Some(row) => trip_if_due(tx, e.runbook_id, &row, trips).await?,
                 None => false,
             }
         }
@@ -427,6 +437,7 @@ async fn trip_if_due(
     tx: &mut Transaction<'_, Postgres>,
     id: RunbookId,
     row: &PgRow,
+    trips: &mut Vec<NewPlatformEvent>,
 ) -> Result<bool> {
     let failures: i64 = row.try_get("consecutive_failures")?;
     let is_active: bool = row.try_get("is_active")?;
@@ -440,12 +451,11 @@ async fn trip_if_due(
         .execute(&mut **tx)
         .await?;
     let name: String = row.try_get("name")?;
-    let event = NewPlatformEvent {
+    trips.push(NewPlatformEvent {
         id: PlatformEventId::new(),
         event_type: "runbook_breaker_tripped".into(),
         payload: breaker_tripped_payload(id, &name, failures),
         created_at: now,
-    };
-    insert_platform_event(tx, &event).await?;
+    });
     Ok(true)
 }

@@ -18,7 +18,7 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::import_plan::{self, Batch, Existing, Finish, Member, Planner, Prior};
-use crate::postgres::{PgStore, insert_platform_event};
+use crate::postgres::{PgStore, insert_platform_event, lock_event_log};
 use crate::records::NewPlatformEvent;
 use crate::scans::{
     AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
@@ -480,7 +480,7 @@ async fn write_batch(
     update_findings(tx, &stored).await?;
     insert_members(tx, scan_id, &batch.members).await?;
     insert_history(tx, &batch.history).await?;
-    insert_events(tx, batch.events.iter()).await
+    stage_events(tx, batch.events.iter()).await
 }
 
 async fn write_finish(tx: &mut Transaction<'_, Postgres>, finish: &Finish) -> Result<()> {
@@ -494,7 +494,34 @@ async fn write_finish(tx: &mut Transaction<'_, Postgres>, finish: &Finish) -> Re
             .await?;
     }
     insert_history(tx, &finish.history).await?;
+    lock_event_log(tx).await?;
+    sqlx::query(
+        "INSERT INTO platform_events (id, event_type, payload, created_at) \
+         SELECT id, event_type, payload, created_at FROM import_events ORDER BY n",
+    )
+    .execute(&mut **tx)
+    .await?;
     insert_events(tx, finish.events.iter()).await
+}
+
+/// A table private to the import's transaction where its events wait until the end, so the
+/// event-log lock is held only for the final append (see [`lock_event_log`]).
+async fn create_event_stage(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+    sqlx::query(
+        "CREATE TEMPORARY TABLE import_events (n BIGSERIAL PRIMARY KEY, id UUID NOT NULL, \
+         event_type TEXT NOT NULL, payload JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL) \
+         ON COMMIT DROP",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn stage_events(
+    tx: &mut Transaction<'_, Postgres>,
+    events: impl Iterator<Item = &NewPlatformEvent>,
+) -> Result<()> {
+    write_events(tx, "import_events", events).await
 }
 
 async fn insert_history(tx: &mut Transaction<'_, Postgres>, rows: &[HistoryRecord]) -> Result<()> {
@@ -523,15 +550,25 @@ async fn insert_events(
     events: impl Iterator<Item = &NewPlatformEvent>,
 ) -> Result<()> {
     let mut events = events.peekable();
+    if events.peek().is_none() {
+        return Ok(());
+    }
+    lock_event_log(tx).await?;
+    write_events(tx, "platform_events", events).await
+}
+
+/// Inserts events into `table` (the log or the import's stage) in order, many per statement.
+async fn write_events(
+    tx: &mut Transaction<'_, Postgres>,
+    table: &str,
+    events: impl Iterator<Item = &NewPlatformEvent>,
+) -> Result<()> {
+    let mut events = events.peekable();
     while events.peek().is_some() {
         let chunk: Vec<&NewPlatformEvent> = events.by_ref().take(CHUNK).collect();
-        if let [one] = chunk.as_slice() {
-            insert_platform_event(tx, one).await?;
-            continue;
-        }
-        let mut query = QueryBuilder::<Postgres>::new(
-            "INSERT INTO platform_events (id, event_type, payload, created_at) ",
-        );
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO {table} (id, event_type, payload, created_at) "
+        ));
         query.push_values(&chunk, |mut row, e| {
             row.push_bind(e.id.0)
                 .push_bind(&e.event_type)
@@ -581,10 +618,11 @@ impl ScanStore for PgStore {
             .await?;
         let (asset, created) =
             insert_asset_if_missing(&mut tx, &import.repo_url, import.finished_at).await?;
+        create_event_stage(&mut tx).await?;
         if created {
             let payload = serde_json::json!({ "asset": asset });
             let event = import_plan::event("asset_created", payload, import.finished_at);
-            insert_platform_event(&mut tx, &event).await?;
+            stage_events(&mut tx, std::iter::once(&event)).await?;
         }
         let baseline = find_baseline(&mut tx, &import).await?;
         let prior = Prior {

@@ -687,3 +687,53 @@ async fn a_success_in_a_batch_resets_the_count_before_later_failures() {
     );
     assert!(stored.is_active);
 }
+
+/// A follower that moves its cursor to the last position it read must still see every event
+/// while many transactions append at once: positions become visible in order.
+#[tokio::test]
+async fn a_follower_of_the_log_misses_nothing_under_concurrent_appends() {
+    let (store, _db) = open().await;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..40 {
+                    let event = NewPlatformEvent {
+                        id: PlatformEventId::new(),
+                        event_type: "scan_started".into(),
+                        payload: json!({"writer": w, "n": n}),
+                        created_at: Utc::now(),
+                    };
+                    store.append_platform_event(&event).await.unwrap();
+                    ids.push(event.id);
+                }
+                ids
+            })
+        })
+        .collect();
+
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let follow = async |cursor: &mut i64, seen: &mut std::collections::HashSet<_>| {
+        for event in store.list_platform_events(Some(*cursor), 50).await.unwrap() {
+            assert!(seen.insert(event.id), "an event was read twice");
+            *cursor = event.seq;
+        }
+    };
+    while !writers.iter().all(|w| w.is_finished()) {
+        follow(&mut cursor, &mut seen).await;
+    }
+    let mut appended = std::collections::HashSet::new();
+    for writer in writers {
+        appended.extend(writer.await.unwrap());
+    }
+    for _ in 0..10 {
+        follow(&mut cursor, &mut seen).await;
+    }
+    assert_eq!(appended.len(), 320);
+    assert_eq!(
+        seen, appended,
+        "the follower skipped events that committed late"
+    );
+}
