@@ -181,10 +181,12 @@ async fn insert_asset_if_missing(
     if let Some(row) = row {
         return Ok((asset_from_row(&row)?, false));
     }
+    // Imports of other tools (other advisory locks) may create the same asset at once: the
+    // loser's insert waits for the winner's commit, does nothing, and the winner's row is read.
     let asset = AssetRecord::for_repository(repo_url, at);
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO assets (id, kind, name, repo_url, criticality, tags, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (repo_url) DO NOTHING",
     )
     .bind(asset.id.0)
     .bind(&asset.kind)
@@ -195,8 +197,16 @@ async fn insert_asset_if_missing(
     .bind(asset.created_at)
     .bind(asset.updated_at)
     .execute(&mut **tx)
-    .await?;
-    Ok((asset, true))
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok((asset, true));
+    }
+    let row = sqlx::query("SELECT * FROM assets WHERE repo_url = $1")
+        .bind(repo_url)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((asset_from_row(&row)?, false))
 }
 
 async fn find_baseline(
