@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::import_plan::{self, Batch, Existing, Finish, Member, Planner, Prior};
 use crate::postgres::{PgStore, insert_platform_event};
+use crate::postgres_gate::{claim_queued, complete_queued};
 use crate::records::NewPlatformEvent;
 use crate::scans::{
     AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
@@ -493,8 +494,18 @@ async fn write_batch(
     insert_events(tx, batch.events.iter()).await
 }
 
-async fn write_finish(tx: &mut Transaction<'_, Postgres>, finish: &Finish) -> Result<()> {
-    insert_scan(tx, &finish.scan).await?;
+/// Writes the scan row (over its queued row when the import `completes` one), what it fixed and
+/// the `scan_finished` event.
+async fn write_finish(
+    tx: &mut Transaction<'_, Postgres>,
+    finish: &Finish,
+    completes: bool,
+) -> Result<()> {
+    if completes {
+        complete_queued(tx, &finish.scan).await?;
+    } else {
+        insert_scan(tx, &finish.scan).await?;
+    }
     if !finish.mark_fixed.is_empty() {
         let ids: Vec<Uuid> = finish.mark_fixed.iter().map(|id| id.0).collect();
         sqlx::query("UPDATE findings SET status = $1 WHERE id = ANY($2)")
@@ -589,6 +600,11 @@ impl ScanStore for PgStore {
             .bind(format!("{}\n{}", import.repo_url, import.tool))
             .execute(&mut *tx)
             .await?;
+        let queued = claim_queued(&mut tx, &import).await?;
+        let completes = queued.is_some();
+        if let Some(queued) = queued {
+            import_plan::adopt(&mut import, queued);
+        }
         let (asset, created) =
             insert_asset_if_missing(&mut tx, &import.repo_url, import.finished_at).await?;
         if created {
@@ -615,7 +631,7 @@ impl ScanStore for PgStore {
         }
         drop(findings);
         let finish = planner.finish();
-        write_finish(&mut tx, &finish).await?;
+        write_finish(&mut tx, &finish, completes).await?;
         tx.commit().await?;
         Ok(finish.scan)
     }

@@ -9,6 +9,7 @@ mod conformance;
 mod gate;
 mod integrations;
 mod policy;
+mod queued_scans;
 mod runbook_actions;
 mod runbook_email;
 mod runbook_records;
