@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod conformance;
 mod gate;
+mod gate_ci_servers;
 mod integrations;
 mod policy;
 mod queued_scans;
