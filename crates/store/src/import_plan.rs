@@ -3,6 +3,10 @@
 //! load the inputs, then feed the findings through a [`Planner`] one batch at a time and write
 //! each batch inside their transaction, so only the fingerprints and statuses the diff needs are
 //! held for the whole scan. The planner itself never touches the database.
+//!
+//! An import may complete a queued scan instead of making a new one (see [`QUEUED_MATCH`]); the
+//! backends claim the row inside the import's transaction and [`adopt`] it before planning, so
+//! the findings, the membership and the events all carry the queued scan's id.
 
 use std::collections::HashMap;
 
@@ -292,6 +296,34 @@ impl<'a> Planner<'a> {
             history: history_rows,
             events: vec![finished],
         }
+    }
+}
+
+/// Which queued scan an import completes: one of the integration the import names, for the same
+/// repository URL and commit, with the same branch and pull request (both absent counts as the
+/// same). An import that names no integration or no commit completes none. The oldest match is
+/// taken. The same text on both backends; PostgreSQL appends its row lock.
+pub(crate) const QUEUED_MATCH: &str = "SELECT id, started_at, target_branch, triggered_by \
+    FROM scans WHERE status = 'queued' AND integration_id = $1 AND repo_url = $2 \
+    AND commit_sha = $3 AND (branch_name = $4 OR (branch_name IS NULL AND $4 IS NULL)) \
+    AND (pr_number = $5 OR (pr_number IS NULL AND $5 IS NULL)) ORDER BY id LIMIT 1";
+
+/// What an import keeps of the queued scan it completes.
+pub(crate) struct Queued {
+    pub id: ScanId,
+    pub started_at: DateTime<Utc>,
+    pub target_branch: Option<String>,
+    pub triggered_by: String,
+}
+
+/// Makes `import` the completion of `queued`: its id, start, trigger and the target branch of
+/// the CI event (the rest of the context matched). Tool, format and findings stay the import's.
+pub(crate) fn adopt(import: &mut ScanImport, queued: Queued) {
+    import.id = queued.id;
+    import.started_at = queued.started_at;
+    import.triggered_by = queued.triggered_by;
+    if queued.target_branch.is_some() {
+        import.target_branch = queued.target_branch;
     }
 }
 

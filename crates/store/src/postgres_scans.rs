@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::import_plan::{self, Batch, Existing, Finish, Member, Planner, Prior};
 use crate::postgres::{PgStore, insert_platform_event, lock_event_log};
+use crate::postgres_gate::{claim_queued, complete_queued};
 use crate::records::NewPlatformEvent;
 use crate::scans::{
     AssetRecord, CommentRecord, FindingFilter, FindingRecord, FindingRuleRecord, FindingUpdate,
@@ -181,10 +182,12 @@ async fn insert_asset_if_missing(
     if let Some(row) = row {
         return Ok((asset_from_row(&row)?, false));
     }
+    // Imports of other tools (other advisory locks) may create the same asset at once: the
+    // loser's insert waits for the winner's commit, does nothing, and the winner's row is read.
     let asset = AssetRecord::for_repository(repo_url, at);
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO assets (id, kind, name, repo_url, criticality, tags, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (repo_url) DO NOTHING",
     )
     .bind(asset.id.0)
     .bind(&asset.kind)
@@ -195,8 +198,16 @@ async fn insert_asset_if_missing(
     .bind(asset.created_at)
     .bind(asset.updated_at)
     .execute(&mut **tx)
-    .await?;
-    Ok((asset, true))
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok((asset, true));
+    }
+    let row = sqlx::query("SELECT * FROM assets WHERE repo_url = $1")
+        .bind(repo_url)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((asset_from_row(&row)?, false))
 }
 
 async fn find_baseline(
@@ -483,8 +494,18 @@ async fn write_batch(
     stage_events(tx, batch.events.iter()).await
 }
 
-async fn write_finish(tx: &mut Transaction<'_, Postgres>, finish: &Finish) -> Result<()> {
-    insert_scan(tx, &finish.scan).await?;
+/// Writes the scan row (over its queued row when the import `completes` one), what it fixed and
+/// the `scan_finished` event.
+async fn write_finish(
+    tx: &mut Transaction<'_, Postgres>,
+    finish: &Finish,
+    completes: bool,
+) -> Result<()> {
+    if completes {
+        complete_queued(tx, &finish.scan).await?;
+    } else {
+        insert_scan(tx, &finish.scan).await?;
+    }
     if !finish.mark_fixed.is_empty() {
         let ids: Vec<Uuid> = finish.mark_fixed.iter().map(|id| id.0).collect();
         sqlx::query("UPDATE findings SET status = $1 WHERE id = ANY($2)")
@@ -616,6 +637,11 @@ impl ScanStore for PgStore {
             .bind(format!("{}\n{}", import.repo_url, import.tool))
             .execute(&mut *tx)
             .await?;
+        let queued = claim_queued(&mut tx, &import).await?;
+        let completes = queued.is_some();
+        if let Some(queued) = queued {
+            import_plan::adopt(&mut import, queued);
+        }
         let (asset, created) =
             insert_asset_if_missing(&mut tx, &import.repo_url, import.finished_at).await?;
         create_event_stage(&mut tx).await?;
@@ -643,7 +669,7 @@ impl ScanStore for PgStore {
         }
         drop(findings);
         let finish = planner.finish();
-        write_finish(&mut tx, &finish).await?;
+        write_finish(&mut tx, &finish, completes).await?;
         tx.commit().await?;
         Ok(finish.scan)
     }

@@ -1,10 +1,11 @@
 //! Scans, findings, their history and comments, finding rules and assets: the records and the
 //! [`ScanStore`] trait both backends implement.
 //!
-//! Importing a scan is one transaction: the asset on first sight, the scan row, the finding
-//! upserts, the per-scan membership that later scans use as their baseline, the history rows
-//! and the platform events. Classification (new, fixed, reopened) is `domain::scan`'s; this
-//! module never maps severities or evaluates rules (callers hand over findings with both done).
+//! Importing a scan is one transaction: the asset on first sight, the scan row (or the queued
+//! scan it completes), the finding upserts, the per-scan membership that later scans use as
+//! their baseline, the history rows and the platform events. Classification (new, fixed,
+//! reopened) is `domain::scan`'s; this module never maps severities or evaluates rules (callers
+//! hand over findings with both done).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -232,6 +233,12 @@ pub struct FindingUpdate {
 #[async_trait]
 pub trait ScanStore {
     /// Imports a scan in one transaction (see the module doc). On error nothing is stored.
+    ///
+    /// When the import names an integration and a commit, it completes the oldest queued scan
+    /// of that integration with the same repository URL, commit, branch and pull request
+    /// (absent on both sides counts as the same): the answer keeps the queued scan's id,
+    /// start, trigger and CI context, and no new scan row is written. Two concurrent imports
+    /// never complete the same queued scan. Otherwise the import is a new scan.
     async fn import_scan(&self, import: ScanImport) -> Result<ScanRecord>;
     async fn get_scan(&self, id: ScanId) -> Result<Option<ScanRecord>>;
     /// Newest first, before the cursor.

@@ -7,16 +7,17 @@ use chrono::{DateTime, Utc};
 use domain::IntegrationId;
 use domain::gate::Breakdown;
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
 
-use crate::Result;
 use crate::gate::{
     EXISTING_BY_SEVERITY, FIXED_BY_SEVERITY, GateStore, NEW_BY_SEVERITY, PrContext, QueuedScan,
     StepRecord, StepStart, counts_from,
 };
-use crate::scans::{ScanRecord, ScanStore};
+use crate::import_plan::{QUEUED_MATCH, Queued};
+use crate::scans::{ScanImport, ScanRecord, ScanStore};
 use crate::sqlite::{SqliteStore, parse_id};
+use crate::{Result, StoreError};
 
 fn step_from_row(row: &SqliteRow) -> Result<StepRecord> {
     let detail: String = row.try_get("detail")?;
@@ -59,6 +60,69 @@ impl SqliteStore {
             .fetch_all(&self.readers)
             .await?)
     }
+}
+
+/// The queued scan `import` completes, if any (`import_plan::QUEUED_MATCH`). Imports run one
+/// at a time on the writer connection, so the row read here is still queued at the update.
+pub(crate) async fn claim_queued(
+    tx: &mut Transaction<'_, Sqlite>,
+    import: &ScanImport,
+) -> Result<Option<Queued>> {
+    let (Some(integration), Some(commit_sha)) = (import.integration_id, &import.commit_sha) else {
+        return Ok(None);
+    };
+    let row = sqlx::query(QUEUED_MATCH)
+        .bind(integration.to_string())
+        .bind(&import.repo_url)
+        .bind(commit_sha)
+        .bind(&import.branch_name)
+        .bind(import.pr_number)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Queued {
+        id: parse_id(row.try_get::<&str, _>("id")?)?,
+        started_at: row.try_get("started_at")?,
+        target_branch: row.try_get("target_branch")?,
+        triggered_by: row.try_get("triggered_by")?,
+    }))
+}
+
+/// Writes a finished import over the queued row it claimed.
+pub(crate) async fn complete_queued(
+    tx: &mut Transaction<'_, Sqlite>,
+    scan: &ScanRecord,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE scans SET tool = $2, format = $3, status = $4, external_scan_id = $5, \
+         started_at = $6, finished_at = $7, counts = $8, new_counts = $9, fixed_count = $10, \
+         baseline_scan_id = $11, target_branch = $12, asset_id = $13 \
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(scan.id.to_string())
+    .bind(&scan.tool)
+    .bind(&scan.format)
+    .bind(&scan.status)
+    .bind(&scan.external_scan_id)
+    .bind(scan.started_at)
+    .bind(scan.finished_at)
+    .bind(serde_json::to_string(&scan.counts)?)
+    .bind(serde_json::to_string(&scan.new_counts)?)
+    .bind(scan.fixed_count)
+    .bind(scan.baseline_scan_id.map(|i| i.to_string()))
+    .bind(&scan.target_branch)
+    .bind(scan.asset_id.map(|i| i.to_string()))
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "queued scan {} was completed by another import",
+            scan.id
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait]

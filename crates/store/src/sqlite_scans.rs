@@ -19,6 +19,7 @@ use crate::scans::{
     HistoryRecord, ScanFilter, ScanImport, ScanRecord, ScanStore,
 };
 use crate::sqlite::{SqliteStore, insert_platform_event, parse_id};
+use crate::sqlite_gate::{claim_queued, complete_queued};
 use crate::{Result, StoreError};
 
 /// Rows per multi-row statement: 24 columns × 1000 stays below 32,766 variables.
@@ -363,8 +364,18 @@ async fn insert_members(
     Ok(())
 }
 
-async fn write_finish(tx: &mut Transaction<'_, Sqlite>, finish: &Finish) -> Result<()> {
-    insert_scan(tx, &finish.scan).await?;
+/// Writes the scan row (over its queued row when the import `completes` one), what it fixed and
+/// the `scan_finished` event.
+async fn write_finish(
+    tx: &mut Transaction<'_, Sqlite>,
+    finish: &Finish,
+    completes: bool,
+) -> Result<()> {
+    if completes {
+        complete_queued(tx, &finish.scan).await?;
+    } else {
+        insert_scan(tx, &finish.scan).await?;
+    }
     for chunk in finish.mark_fixed.chunks(CHUNK) {
         let mut query = QueryBuilder::<Sqlite>::new("UPDATE findings SET status = ");
         query.push_bind(FindingStatus::Fixed.as_str());
@@ -471,6 +482,11 @@ fn push_finding_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &FindingFil
 impl ScanStore for SqliteStore {
     async fn import_scan(&self, mut import: ScanImport) -> Result<ScanRecord> {
         let mut tx = self.writer.begin().await?;
+        let queued = claim_queued(&mut tx, &import).await?;
+        let completes = queued.is_some();
+        if let Some(queued) = queued {
+            import_plan::adopt(&mut import, queued);
+        }
         let (asset, created) =
             insert_asset_if_missing(&mut tx, &import.repo_url, import.finished_at).await?;
         if created {
@@ -498,7 +514,7 @@ impl ScanStore for SqliteStore {
         }
         drop(findings);
         let finish = planner.finish();
-        write_finish(&mut tx, &finish).await?;
+        write_finish(&mut tx, &finish, completes).await?;
         tx.commit().await?;
         Ok(finish.scan)
     }

@@ -2,8 +2,9 @@
 //! findings each one reported.
 //!
 //! The handler spools and parses (through `scan_import`) and hands one `ScanImport` to the
-//! store, which writes it in a single transaction. Nothing here classifies findings or maps
-//! severities itself, and a failed import stores nothing.
+//! store, which writes it in a single transaction, completing the queued scan of a CI event
+//! when the import's context matches one. Nothing here classifies findings or maps severities
+//! itself, and a failed import stores nothing.
 
 use std::sync::Arc;
 
@@ -200,8 +201,9 @@ pub async fn import(
         .map_err(|_| ApiError::internal())??
     };
 
+    let id = ScanId::new();
     let import = ScanImport {
-        id: ScanId::new(),
+        id,
         integration_id,
         tool,
         format: format.as_str().to_owned(),
@@ -222,6 +224,8 @@ pub async fn import(
     tracing::info!(
         scan.id = %scan.id,
         scan.tool = %scan.tool,
+        scan.triggered_by = %scan.triggered_by,
+        completed_queued = scan.id != id,
         total = scan.counts.total,
         new = scan.new_counts.total,
         fixed = scan.fixed_count,

@@ -15,7 +15,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use crate::scan_support::{events_of, import_ok};
 use crate::support::{SECRET, assert_error, get_json};
 
-const TOKEN: &str = "scm-token-123";
+pub(crate) const TOKEN: &str = "scm-token-123";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/gate/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -135,7 +135,7 @@ fn vendor(name: &str) -> Vendor {
     }
 }
 
-fn corpus_entry(file: &str) -> Option<(std::path::PathBuf, Entry)> {
+pub(crate) fn corpus_entry(file: &str) -> Option<(std::path::PathBuf, Entry)> {
     let dir = webhook_corpus::corpus_dir()?;
     let entry = webhook_corpus::load_manifest(&dir)
         .unwrap()
@@ -144,7 +144,7 @@ fn corpus_entry(file: &str) -> Option<(std::path::PathBuf, Entry)> {
     Some((dir, entry))
 }
 
-async fn create(app: &TestApp, vendor: &str, config: Value) -> (StatusCode, Value) {
+pub(crate) async fn create(app: &TestApp, vendor: &str, config: Value) -> (StatusCode, Value) {
     let body = json!({"name": format!("{vendor} scm"), "vendor": vendor, "secret": SECRET,
                       "config": config});
     let response = app
@@ -163,7 +163,7 @@ fn gate_config(base: &str) -> Value {
                       "pr_comment": true}}})
 }
 
-async fn deliver(app: &TestApp, dir: &std::path::Path, entry: &Entry, id: &str) {
+pub(crate) async fn deliver(app: &TestApp, dir: &std::path::Path, entry: &Entry, id: &str) {
     let body = entry.body(dir).unwrap();
     let vendor = webhook_corpus::route_vendor(entry);
     let mut request = app
@@ -178,7 +178,7 @@ async fn deliver(app: &TestApp, dir: &std::path::Path, entry: &Entry, id: &str) 
 }
 
 /// The audit row of the only delivery, once processed.
-async fn processed(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn processed(app: &TestApp, id: &str) -> Value {
     for _ in 0..1000 {
         let audit = app.audit(id).await.unwrap();
         if let Some(row) = audit.first()
@@ -192,7 +192,11 @@ async fn processed(app: &TestApp, id: &str) -> Value {
 }
 
 /// The status requests the fake received, once there are `n`.
-async fn statuses(fake: &MockServer, is_status: impl Fn(&str) -> bool, n: usize) -> Vec<Request> {
+pub(crate) async fn statuses(
+    fake: &MockServer,
+    is_status: impl Fn(&str) -> bool,
+    n: usize,
+) -> Vec<Request> {
     for _ in 0..1000 {
         let found: Vec<Request> = fake
             .received_requests()
@@ -210,7 +214,7 @@ async fn statuses(fake: &MockServer, is_status: impl Fn(&str) -> bool, n: usize)
     panic!("the fake SCM never received {n} statuses");
 }
 
-fn json_of(request: &Request) -> Value {
+pub(crate) fn json_of(request: &Request) -> Value {
     serde_json::from_slice(&request.body).unwrap()
 }
 

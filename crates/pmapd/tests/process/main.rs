@@ -1,5 +1,6 @@
 //! The `pmapd` binary as an operator runs it: separate processes, signals, kill -9.
 
+mod cli;
 mod durability;
 mod lifecycle;
 
