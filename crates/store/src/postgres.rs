@@ -499,13 +499,7 @@ impl Store for PgStore {
         let mut stored = Vec::with_capacity(events.len());
         for event in events {
             let seq = insert_platform_event(&mut tx, event).await?;
-            stored.push(PlatformEvent {
-                seq,
-                id: event.id,
-                event_type: event.event_type.clone(),
-                payload: event.payload.clone(),
-                created_at: event.created_at,
-            });
+            stored.push(event.stored(seq));
         }
         tx.commit().await?;
         Ok(stored)

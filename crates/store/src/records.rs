@@ -123,6 +123,19 @@ pub struct NewPlatformEvent {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewPlatformEvent {
+    /// The event as stored at position `seq`.
+    pub fn stored(&self, seq: i64) -> PlatformEvent {
+        PlatformEvent {
+            seq,
+            id: self.id,
+            event_type: self.event_type.clone(),
+            payload: self.payload.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// A platform event as stored, with its position in the log.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlatformEvent {
