@@ -12,6 +12,7 @@ mod policy;
 mod runbook_actions;
 mod runbook_email;
 mod runbook_records;
+mod runbook_reliability;
 mod runbooks;
 mod scan_bad_input;
 mod scan_rules;
