@@ -2,7 +2,7 @@
 //! reports to, the verdict (from `domain::gate`), posting the status and the comment through
 //! `connectors::scm`, and the `pr_gate_evaluated` platform event. The worker here follows the
 //! platform-event log (`scan_finished`) from a stored cursor, so a scan imported before a crash
-//! is still reported after it.
+//! is still reported after it; the cursor is leased, so with several replicas one reports.
 //!
 //! This module never judges findings itself and never builds vendor requests; every post
 //! failure is returned or recorded (step row and event), never dropped.
@@ -25,6 +25,9 @@ use crate::outbound::{Outbound, api_base_url};
 
 /// The name of the gate's cursor in the platform-event log.
 const CURSOR: &str = "gate";
+/// How long the cursor stays with one worker without renewal: a crashed holder's rounds are
+/// taken over after this.
+const LEASE: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const EVENTS_PER_ROUND: u32 = 200;
 
@@ -320,14 +323,16 @@ pub async fn report(
 }
 
 /// Follows `scan_finished` events from the stored cursor and reports each pull-request scan.
+/// Every replica runs one; the cursor's lease lets one of them work at a time.
 pub async fn run_worker(
     ctx: Arc<Outbound>,
     store: DynStore,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    let owner = uuid::Uuid::new_v4().to_string();
     loop {
-        match process_round(&ctx, &store).await {
+        match process_round(&ctx, &store, &owner).await {
             Ok(n) if n == EVENTS_PER_ROUND as usize => continue,
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "gate round failed"),
@@ -340,32 +345,98 @@ pub async fn run_worker(
     }
 }
 
-/// One round of the worker; returns how many log entries it read.
-pub async fn process_round(ctx: &Outbound, store: &DynStore) -> store::Result<usize> {
-    let cursor = store.event_cursor(CURSOR).await?;
+/// One round of the worker as `owner`; returns how many log entries it got through (0 while
+/// another worker holds the cursor).
+///
+/// The lease is renewed before each entry and while a report is in flight, and each entry's
+/// `pr_gate_evaluated` is appended in the transaction that moves the cursor past it, so a
+/// worker that lost the cursor writes nothing, and one that crashed leaves the entry to the
+/// next holder (whose posts find the finished steps and are not repeated).
+///
+/// Reading on from the cursor misses nothing: the store makes log positions visible in order.
+pub async fn process_round(ctx: &Outbound, store: &DynStore, owner: &str) -> store::Result<usize> {
+    let Some(mut at) = store.lease_event_cursor(CURSOR, owner, LEASE).await? else {
+        return Ok(0);
+    };
     let events = store
-        .list_platform_events(Some(cursor), EVENTS_PER_ROUND)
+        .list_platform_events(Some(at), EVENTS_PER_ROUND)
         .await?;
-    for event in &events {
-        let is_pr_scan = matches!(event.event_type.as_str(), "scan_finished" | "scan_failed")
-            && event.payload["pr_number"].is_i64();
-        let scan_id = event.payload["scan_id"]
-            .as_str()
-            .and_then(|s| s.parse::<ScanId>().ok());
-        if let (true, Some(scan_id)) = (is_pr_scan, scan_id)
-            && let Some(scan) = store.get_scan(scan_id).await?
-        {
-            report_scan(ctx, store, &scan).await?;
+    for (done, event) in events.iter().enumerate() {
+        if store.lease_event_cursor(CURSOR, owner, LEASE).await? != Some(at) {
+            return Ok(done);
         }
-        store.set_event_cursor(CURSOR, event.seq).await?;
+        let evaluated = match scan_to_report(store, event).await? {
+            Some(scan) => {
+                match holding_lease(store, owner, at, report_scan(ctx, store, &scan)).await? {
+                    Some(evaluated) => evaluated?,
+                    None => return Ok(done),
+                }
+            }
+            None => None,
+        };
+        let moved = store
+            .advance_event_cursor(CURSOR, owner, at, event.seq, evaluated.as_ref())
+            .await?;
+        if !moved {
+            tracing::warn!(
+                event.seq,
+                "gate cursor lease lost; another worker takes over"
+            );
+            return Ok(done);
+        }
+        at = event.seq;
     }
     Ok(events.len())
 }
 
-/// Reports a finished pull-request scan to the SCM its pull request came from.
-pub async fn report_scan(ctx: &Outbound, store: &DynStore, scan: &ScanRecord) -> store::Result<()> {
+/// The pull-request scan a log entry reports, if it is one.
+async fn scan_to_report(
+    store: &DynStore,
+    event: &store::PlatformEvent,
+) -> store::Result<Option<ScanRecord>> {
+    let is_pr_scan = matches!(event.event_type.as_str(), "scan_finished" | "scan_failed")
+        && event.payload["pr_number"].is_i64();
+    let scan_id = event.payload["scan_id"]
+        .as_str()
+        .and_then(|s| s.parse::<ScanId>().ok());
+    match (is_pr_scan, scan_id) {
+        (true, Some(id)) => store.get_scan(id).await,
+        _ => Ok(None),
+    }
+}
+
+/// Runs `work` while renewing the cursor's lease; `None` when the lease is lost meanwhile (the
+/// work is dropped mid-call, and its steps are left for the next holder).
+async fn holding_lease<T>(
+    store: &DynStore,
+    owner: &str,
+    at: i64,
+    work: impl Future<Output = T>,
+) -> store::Result<Option<T>> {
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(LEASE / 3);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            output = &mut work => return Ok(Some(output)),
+            _ = renew.tick() => {
+                if store.lease_event_cursor(CURSOR, owner, LEASE).await? != Some(at) {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Reports a finished pull-request scan to the SCM its pull request came from, and returns
+/// the `pr_gate_evaluated` event for the caller to append (`None` when the scan is not gated).
+pub async fn report_scan(
+    ctx: &Outbound,
+    store: &DynStore,
+    scan: &ScanRecord,
+) -> store::Result<Option<NewPlatformEvent>> {
     let Some(pr_number) = scan.pr_number else {
-        return Ok(());
+        return Ok(None);
     };
     let own = match scan.integration_id {
         Some(id) => store
@@ -388,17 +459,19 @@ pub async fn report_scan(ctx: &Outbound, store: &DynStore, scan: &ScanRecord) ->
         Err(GateError::Store(err)) => return Err(err),
         Err(err) => {
             tracing::debug!(scan.id = %scan.id, reason = %err, "pull-request scan not gated");
-            return Ok(());
+            return Ok(None);
         }
     };
     if gate_config(&target.integration).is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let verdict = judge(&target.config, Some(scan));
     let owner = store::scan_owner(scan.id);
     let errors = report(ctx, store, &owner, &target, &verdict, Some(scan)).await?;
-    store
-        .append_platform_event(&evaluated_event(&target, &verdict, Some(scan), &errors))
-        .await?;
-    Ok(())
+    Ok(Some(evaluated_event(
+        &target,
+        &verdict,
+        Some(scan),
+        &errors,
+    )))
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::Result;
+use crate::records::NewPlatformEvent;
 use crate::scans::ScanRecord;
 
 /// One fan-out or report step as stored.
@@ -141,7 +142,25 @@ pub trait GateStore {
 
     /// Where a platform-event consumer stands (0 when it has no cursor yet).
     async fn event_cursor(&self, name: &str) -> Result<i64>;
-    async fn set_event_cursor(&self, name: &str, seq: i64) -> Result<()>;
+    /// Takes or renews the named cursor for `lease` as `owner` and returns where it stands (0
+    /// for a new cursor); `None` while another owner's lease runs.
+    async fn lease_event_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<i64>>;
+    /// Moves the named cursor from `from` to `to` and appends `event`, in one transaction,
+    /// provided `owner` holds the cursor and it still stands at `from`. Returns false (and
+    /// writes nothing) otherwise.
+    async fn advance_event_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        from: i64,
+        to: i64,
+        event: Option<&NewPlatformEvent>,
+    ) -> Result<bool>;
 }
 
 /// Per-severity counts from `(severity, count)` rows.

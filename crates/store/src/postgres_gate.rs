@@ -2,6 +2,8 @@
 //! workers (or replicas) never both see a step as fresh. Ids in these tables are text, as on
 //! SQLite. This module never decides what a step's state means.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::IntegrationId;
@@ -16,7 +18,8 @@ use crate::gate::{
     StepRecord, StepStart, counts_from,
 };
 use crate::import_plan::{QUEUED_MATCH, Queued};
-use crate::postgres::PgStore;
+use crate::postgres::{PgStore, insert_platform_event};
+use crate::records::NewPlatformEvent;
 use crate::scans::{ScanImport, ScanRecord, ScanStore};
 use crate::sqlite::parse_id;
 use crate::{Result, StoreError};
@@ -339,15 +342,56 @@ impl GateStore for PgStore {
         Ok(seq.unwrap_or(0))
     }
 
-    async fn set_event_cursor(&self, name: &str, seq: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO event_cursors (name, seq) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET seq = GREATEST(event_cursors.seq, excluded.seq)",
+    async fn lease_event_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<i64>> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO event_cursors (name, seq, owner, locked_until) VALUES ($1, 0, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+               locked_until = excluded.locked_until \
+             WHERE event_cursors.owner IS NULL OR event_cursors.owner = excluded.owner \
+               OR event_cursors.locked_until < $4 \
+             RETURNING seq",
         )
         .bind(name)
-        .bind(seq)
-        .execute(&self.pool)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(())
+        Ok(seq)
+    }
+
+    async fn advance_event_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        from: i64,
+        to: i64,
+        event: Option<&NewPlatformEvent>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE event_cursors SET seq = $4 WHERE name = $1 AND owner = $2 AND seq = $3",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            insert_platform_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }

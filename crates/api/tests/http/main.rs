@@ -14,6 +14,7 @@ mod queued_scans;
 mod runbook_actions;
 mod runbook_email;
 mod runbook_records;
+mod runbook_reliability;
 mod runbooks;
 mod scan_bad_input;
 mod scan_rules;

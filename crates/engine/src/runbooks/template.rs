@@ -3,13 +3,18 @@
 //! recursion limit, and a cap on the output size.
 //!
 //! Memory is bounded by construction rather than measured: only `if` and `for` blocks are
-//! accepted (no `set`, `with`, macros, includes), and the operators and filters that build
-//! strings larger than their inputs (`*`, `~`, `+`, `replace`, `indent`, `center`, `format`,
-//! `wordwrap`) are refused, so what a template can hold at once grows with its source and
-//! its payload, and what it writes stops at [`MAX_OUTPUT_BYTES`].
+//! accepted (no `set`, `with`, macros, includes), so nothing accumulates across a loop; the
+//! operators that build values larger than their inputs (`*`, `~`, `+`) are refused, and so is
+//! the `in` operator, which writes a value out in full before searching a string (the `in`
+//! test does the same within the limit). Every filter, test and function is one of the
+//! bounded builtins of [`builtins`]: no value a filter makes passes [`MAX_OUTPUT_BYTES`] or
+//! [`MAX_ITEMS`], and all the filter calls of one rendering together stop at
+//! [`WORK_BUDGET_BYTES`]. What a template writes stops at [`MAX_OUTPUT_BYTES`].
 //!
 //! This module renders strings and lists the fields a template reads; it never decides which
 //! fields exist (the catalog does) and never does IO.
+
+mod builtins;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -17,10 +22,15 @@ use std::sync::OnceLock;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
+use builtins::Limit;
+pub use builtins::WORK_BUDGET_BYTES;
+
 /// The most a template may be, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 16 * 1024;
-/// The most one rendering may produce, in bytes.
+/// The most one rendering may produce, and the longest string a filter may make, in bytes.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// The longest list a filter or `range` may make or walk.
+pub const MAX_ITEMS: usize = 1_000;
 /// Instructions one rendering may execute.
 const FUEL: u64 = 100_000;
 const RECURSION_LIMIT: usize = 32;
@@ -33,8 +43,12 @@ pub enum TemplateError {
     TooLong,
     #[error("unknown field {0:?}")]
     UnknownField(String),
-    #[error("template output exceeds {MAX_OUTPUT_BYTES} bytes")]
+    #[error("template output (or a value it builds) exceeds {MAX_OUTPUT_BYTES} bytes")]
     OutputTooLarge,
+    #[error("template builds or walks a list of more than {MAX_ITEMS} items")]
+    TooManyItems,
+    #[error("template filters do more than {WORK_BUDGET_BYTES} bytes of work")]
+    TooMuchWork,
     #[error("template failed: {0}")]
     Render(String),
 }
@@ -42,16 +56,13 @@ pub enum TemplateError {
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let mut env = Environment::new();
+        let mut env = Environment::empty();
+        builtins::install(&mut env);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_formatter(json_spelling);
-        env.remove_global("namespace");
-        for filter in ["replace", "indent", "center", "format", "wordwrap"] {
-            env.remove_filter(filter);
-        }
         env
     })
 }
@@ -87,38 +98,123 @@ const ALLOWED_BLOCKS: &[&str] = &["if", "elif", "else", "endif", "for", "endfor"
 /// module docs). Operators are looked for in code only; text outside tags is free.
 fn check_constructs(source: &str) -> Result<(), TemplateError> {
     let mut rest = source;
-    while let Some(start) = rest.find(['{']) {
+    while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
-        let (close, is_block) = match after.as_bytes().first() {
-            Some(b'{') => ("}}", false),
-            Some(b'%') => ("%}", true),
-            Some(b'#') => ("#}", false),
+        let opener = after.as_bytes().first().copied();
+        let close = match opener {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => {
+                rest = after[1..].split_once("#}").map_or("", |(_, next)| next);
+                continue;
+            }
             _ => {
                 rest = after;
                 continue;
             }
         };
-        let body = &after[1..];
-        let end = body.find(close).unwrap_or(body.len());
-        let code = body[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
-        if is_block {
-            let keyword = code.split_whitespace().next().unwrap_or_default();
-            if !ALLOWED_BLOCKS.contains(&keyword) {
-                return Err(TemplateError::Syntax(format!(
-                    "the {keyword:?} tag is not available; use if and for"
-                )));
-            }
-        }
-        if close != "#}"
-            && let Some(op) = code.chars().find(|c| matches!(c, '*' | '~' | '+'))
-        {
-            return Err(TemplateError::Syntax(format!(
-                "the {op:?} operator is not available in templates"
-            )));
-        }
-        rest = &body[(end + close.len()).min(body.len())..];
+        let (code, next) = split_tag(&after[1..], close);
+        let code = code.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        check_code(code, opener == Some(b'%'))?;
+        rest = next;
     }
     Ok(())
+}
+
+fn check_code(code: &str, is_block: bool) -> Result<(), TemplateError> {
+    let words = code_words(code);
+    let keyword = words.first().copied().unwrap_or_default();
+    if is_block && !ALLOWED_BLOCKS.contains(&keyword) {
+        return Err(TemplateError::Syntax(format!(
+            "the {keyword:?} tag is not available; use if and for"
+        )));
+    }
+    // String literals are searched too: refusing `{{ 'a+b' }}` costs nothing, since plain text
+    // can sit outside the tag.
+    if let Some(op) = code.chars().find(|c| matches!(c, '*' | '~' | '+')) {
+        return Err(TemplateError::Syntax(format!(
+            "the {op:?} operator is not available in templates"
+        )));
+    }
+    // The first `in` of a `for` tag is the loop's own; `is in` and `is not in` are the test.
+    let mut loop_in = is_block && keyword == "for";
+    for (index, word) in words.iter().enumerate() {
+        if *word != "in" {
+            continue;
+        }
+        if std::mem::take(&mut loop_in) {
+            continue;
+        }
+        let before = &words[..index];
+        let is_test = before.ends_with(&["is"]) || before.ends_with(&["is", "not"]);
+        if !is_test {
+            return Err(TemplateError::Syntax(
+                "the in operator is not available in templates; use the in test (x is in y)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The code of a tag up to its closing delimiter and the source after it, found as the
+/// template lexer finds it: outside string literals, and only where every bracket opened in
+/// the tag is closed again (`{{ {'a': {'b': 1}} }}` is one tag).
+fn split_tag<'a>(body: &'a str, close: &str) -> (&'a str, &'a str) {
+    let bytes = body.as_bytes();
+    let mut quote = None;
+    let mut depth = 0isize;
+    let mut index = 0;
+    while index < bytes.len() {
+        match (quote, bytes[index]) {
+            (Some(_), b'\\') => index += 1,
+            (Some(open), byte) if byte == open => quote = None,
+            (Some(_), _) => {}
+            (None, byte @ (b'\'' | b'"')) => quote = Some(byte),
+            (None, _) if depth == 0 && bytes[index..].starts_with(close.as_bytes()) => {
+                return (&body[..index], &body[index + close.len()..]);
+            }
+            (None, b'(' | b'[' | b'{') => depth += 1,
+            (None, b')' | b']' | b'}') => depth -= 1,
+            (None, _) => {}
+        }
+        index += 1;
+    }
+    (body, "")
+}
+
+/// The names and keywords of a tag's code, outside string literals.
+fn code_words(code: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut quote = None;
+    let mut escaped = false;
+    let mut word_start = None;
+    for (index, c) in code.char_indices() {
+        if let Some(open) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == open => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        let in_word = c.is_alphanumeric() || c == '_';
+        match (word_start, in_word) {
+            (None, true) => word_start = Some(index),
+            (Some(start), false) => {
+                words.push(&code[start..index]);
+                word_start = None;
+            }
+            _ => {}
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+        }
+    }
+    if let Some(start) = word_start {
+        words.push(&code[start..]);
+    }
+    words
 }
 
 /// The dotted paths a template reads (`finding.severity`, `actions.0.output.id`), or why it
@@ -150,21 +246,30 @@ pub fn render(source: &str, context: &Value) -> Result<String, TemplateError> {
         .template_from_str(source)
         .map_err(|e| TemplateError::Syntax(e.to_string()))?;
     let mut out = Bounded::default();
-    match template.render_captured_to(context, &mut out) {
-        Ok(_) => Ok(String::from_utf8_lossy(&out.buf).into_owned()),
-        Err(_) if out.overflowed => Err(TemplateError::OutputTooLarge),
-        Err(err) if err.kind() == minijinja::ErrorKind::UndefinedError => {
-            let missing = template
-                .undeclared_variables(true)
-                .into_iter()
-                .find(|path| lookup(context, path).is_none());
-            Err(match missing {
-                Some(path) => TemplateError::UnknownField(path),
-                None => TemplateError::Render(err.to_string()),
-            })
-        }
-        Err(err) => Err(TemplateError::Render(err.to_string())),
+    let err = match template.render_captured_to(context, &mut out) {
+        Ok(_) => return Ok(String::from_utf8_lossy(&out.buf).into_owned()),
+        Err(err) => err,
+    };
+    if out.overflowed {
+        return Err(TemplateError::OutputTooLarge);
     }
+    if let Some(limit) = builtins::limit_of(&err) {
+        return Err(match limit {
+            Limit::Bytes => TemplateError::OutputTooLarge,
+            Limit::Items => TemplateError::TooManyItems,
+            Limit::Work => TemplateError::TooMuchWork,
+        });
+    }
+    if err.kind() == minijinja::ErrorKind::UndefinedError {
+        let missing = template
+            .undeclared_variables(true)
+            .into_iter()
+            .find(|path| lookup(context, path).is_none());
+        if let Some(path) = missing {
+            return Err(TemplateError::UnknownField(path));
+        }
+    }
+    Err(TemplateError::Render(err.to_string()))
 }
 
 /// Renders every string inside a JSON value (keys are left as written).
@@ -248,34 +353,128 @@ mod tests {
     }
 
     #[test]
+    fn bounded_builtins_still_work() {
+        check("{{ finding.tags | join(', ') | upper }}", Ok("A, B"));
+        check("{{ finding.tags | map('upper') | join }}", Ok("AB"));
+        check("{{ range(3) | list }}", Ok("[0, 1, 2]"));
+        check("{{ range(5, 0, -2) | join(',') }}", Ok("5,3,1"));
+        check("{{ [3, 1, 2] | sort | first }}", Ok("1"));
+        check("{{ 'a,b' | split(',') | length }}", Ok("2"));
+        check("{{ finding.tags | batch(1) | list | length }}", Ok("2"));
+        check("{{ finding.tags | string }}", Ok(r#"["a", "b"]"#));
+        check(
+            "{{ 'b' is in finding.tags }} {{ 'x' is not in 'abc' }}",
+            Ok("true true"),
+        );
+        check("{{ finding.severity is startingwith 'hi' }}", Ok("true"));
+        check("{% for t in finding.tags %}{{ t }}{% endfor %}", Ok("ab"));
+        check("{{ '}}' }}", Ok("}}"));
+        check(
+            "{{ missing | upper }}",
+            Err(TemplateError::UnknownField("missing".into())),
+        );
+    }
+
+    /// Renders a hostile template: it must be refused with `expected`, and quickly, which it
+    /// could not be if the refusal came after building the value.
+    fn check_refused(source: &str, expected: TemplateError) {
+        let started = std::time::Instant::now();
+        let got = render(source, &json!({"s": "x".repeat(10_000)}));
+        let shown: String = source.chars().take(100).collect();
+        assert_eq!(got, Err(expected), "{shown}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn multiplying_builtins_stop_at_their_limits() {
+        let wide = "x".repeat(15_000);
+        let join = format!("{{{{ range(1000) | join('{wide}') }}}}");
+        check_refused(&join, TemplateError::OutputTooLarge);
+        let inner = format!("{{{{ range(1000) | join('{wide}') | length }}}}");
+        check_refused(&inner, TemplateError::OutputTooLarge);
+        let half = "x".repeat(7_000);
+        let nested = format!("{{{{ [range(1000) | join('{half}')] | join('{half}') }}}}");
+        check_refused(&nested, TemplateError::OutputTooLarge);
+        check_refused(
+            "{{ range(100000) | join('x') }}",
+            TemplateError::TooManyItems,
+        );
+        check_refused("{{ s | list | length }}", TemplateError::TooManyItems);
+        check_refused(
+            "{{ [1] | batch(1000000000000, 'x') }}",
+            TemplateError::TooManyItems,
+        );
+        check_refused("{{ [1] | slice(1000000000) }}", TemplateError::TooManyItems);
+        check_refused(
+            "{{ [1] | batch(1000, s) | first | string | length }}",
+            TemplateError::OutputTooLarge,
+        );
+        check_refused(
+            "{{ [1] | batch(1000, s) | first | join | length }}",
+            TemplateError::OutputTooLarge,
+        );
+        check_refused(
+            "{{ [1] | batch(1000, s) | first is in 'abc' }}",
+            TemplateError::OutputTooLarge,
+        );
+        check_refused(
+            "{{ [1] | batch(1000, s) | first | map('upper') | map('length') | sum }}",
+            TemplateError::TooMuchWork,
+        );
+        // A thousand lists of a thousand references to `s`, each lowered: fuel counts one
+        // instruction for the million calls.
+        let rows = "[1] | batch(1000, s) | first";
+        let grid = format!("[{rows}] | batch(1000, {rows}) | first");
+        check_refused(
+            &format!("{{{{ {grid} | map('map', 'lower') | list }}}}"),
+            TemplateError::TooMuchWork,
+        );
+    }
+
+    #[test]
     fn runaway_templates_are_bounded() {
         let forever =
-            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
-        assert!(matches!(
-            render(forever, &json!({})),
-            Err(TemplateError::Render(_))
-        ));
-        let huge = "{% for i in range(100000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}";
-        let result = render(huge, &json!({}));
+            "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}";
+        let result = render(forever, &json!({}));
         assert!(
-            matches!(
-                result,
-                Err(TemplateError::OutputTooLarge | TemplateError::Render(_))
-            ),
+            matches!(&result, Err(TemplateError::Render(msg)) if msg.contains("fuel")),
             "{result:?}"
         );
+        let huge = "{% for i in range(1000) %}{{ s }}{% endfor %}";
+        check_refused(huge, TemplateError::OutputTooLarge);
         for bomb in [
             "{{ 'x' * 1000000000 }}",
             "{% set a = 'xx' %}{{ a }}",
             "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(0) }}",
             "{{ 'x' ~ 'y' }}",
+            "{{ '}}' ~ s ~ s }}",
+            "{{ {'a': {'b': 1}} ~ s }}",
+            "{% if 'x' in s %}{% endif %}",
+            "{{ [s, s] not in 'abc' }}",
+            "{% for x in [1] if x in [1] %}{% endfor %}",
         ] {
+            let result = render(bomb, &json!({"s": "x"}));
             assert!(
-                matches!(render(bomb, &json!({})), Err(TemplateError::Syntax(_))),
-                "{bomb}"
+                matches!(result, Err(TemplateError::Syntax(_))),
+                "{bomb}: {result:?}"
             );
         }
-        assert!(render("{{ 'x' | indent(1000000000) }}", &json!({})).is_err());
+        for gone in [
+            "{{ 'x' | indent(1000000000) }}",
+            "{{ 'x' | replace('x', 'yy') }}",
+            "{{ s | pprint }}",
+            "{{ debug() }}",
+            "{{ namespace() }}",
+        ] {
+            let result = render(gone, &json!({"s": "x"}));
+            assert!(
+                matches!(&result, Err(TemplateError::Render(msg)) if msg.contains("unknown")),
+                "{gone}: {result:?}"
+            );
+        }
     }
 
     #[test]

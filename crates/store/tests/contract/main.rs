@@ -5,17 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::ids::{ExecutionId, PlatformEventId, RunbookId, TokenId};
+use domain::ids::{PlatformEventId, TokenId};
 use domain::{CiEventId, EventType, IntegrationId, NormalizedEvent, Vendor};
 use serde_json::json;
 use store::{
-    BREAKER_THRESHOLD, BreakerEffect, DeliveryOutcome, DeliveryWriter, DynStore, ExecutionRecord,
-    FinishedCiEvent, IntegrationRecord, MatchRound, NewDelivery, NewPlatformEvent, NewRejection,
-    Role, RunbookRecord, StoreError, TokenRecord,
+    DeliveryOutcome, DeliveryWriter, DynStore, FinishedCiEvent, IntegrationRecord, NewDelivery,
+    NewPlatformEvent, NewRejection, Role, StoreError, TokenRecord,
 };
 use test_support::db::{FreshDatabase, fresh_database};
 
-async fn open() -> (DynStore, FreshDatabase) {
+mod cursors;
+mod log;
+mod runbooks;
+
+pub(crate) async fn open() -> (DynStore, FreshDatabase) {
     let db = fresh_database().await.expect("fresh database");
     let store = store::connect(&db.url).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -475,7 +478,7 @@ async fn a_queued_scan_exists_once_however_often_its_step_runs() {
 }
 
 #[tokio::test]
-async fn pr_contexts_are_found_by_integration_or_url_and_cursors_only_advance() {
+async fn pr_contexts_are_found_by_integration_or_url() {
     let (store, _db) = open().await;
     let integration = IntegrationId::new();
     let context = store::PrContext {
@@ -506,234 +509,5 @@ async fn pr_contexts_are_found_by_integration_or_url_and_cursors_only_advance() 
     assert!(
         by_url.is_none(),
         "without an integration only the URL matches"
-    );
-
-    store.set_event_cursor("gate", 7).await.unwrap();
-    store.set_event_cursor("gate", 3).await.unwrap();
-    assert_eq!(store.event_cursor("gate").await.unwrap(), 7);
-}
-
-#[tokio::test]
-async fn grouped_event_appends_keep_every_event_once_in_order() {
-    let (store, _db) = open().await;
-    let writer = store::event_writer(store.clone());
-    let mut tasks = Vec::new();
-    for n in 0..60 {
-        let writer = writer.clone();
-        tasks.push(tokio::spawn(async move {
-            let event = NewPlatformEvent {
-                id: PlatformEventId::new(),
-                event_type: "scan_started".into(),
-                payload: json!({"n": n}),
-                created_at: Utc::now(),
-            };
-            let stored = writer.submit(event.clone()).await.unwrap();
-            assert_eq!((stored.id, stored.payload), (event.id, event.payload));
-            stored.seq
-        }));
-    }
-    let mut seqs = Vec::new();
-    for task in tasks {
-        seqs.push(task.await.unwrap());
-    }
-    seqs.sort_unstable();
-    seqs.dedup();
-    assert_eq!(seqs.len(), 60, "every append got its own position");
-
-    let log = store.list_platform_events(Some(0), 100).await.unwrap();
-    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
-}
-
-fn runbook_record(name: &str) -> RunbookRecord {
-    let now = Utc::now();
-    RunbookRecord {
-        id: RunbookId::new(),
-        name: name.into(),
-        definition: json!({"triggers": [{"event": "scan_started"}], "actions": []}),
-        is_active: true,
-        version: 1,
-        consecutive_failures: 0,
-        breaker_tripped_at: None,
-        last_fired_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
-/// Queues one execution of `runbook` per event of `events` through a matcher round.
-async fn queue_executions(store: &DynStore, runbook: &RunbookRecord, events: usize) {
-    let cursor = store
-        .lease_runbook_cursor("contract", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .expect("the cursor is free");
-    let mut round = MatchRound {
-        cursor,
-        ..MatchRound::default()
-    };
-    for n in 0..events {
-        let event = store
-            .append_platform_event(&NewPlatformEvent {
-                id: PlatformEventId::new(),
-                event_type: "scan_started".into(),
-                payload: json!({"n": n}),
-                created_at: Utc::now(),
-            })
-            .await
-            .unwrap();
-        round.cursor = event.seq;
-        round.executions.push(ExecutionRecord {
-            id: ExecutionId::new(),
-            runbook_id: runbook.id,
-            runbook_version: runbook.version,
-            platform_event_id: event.id,
-            event_seq: event.seq,
-            trigger_event: event.event_type,
-            trigger_payload: event.payload,
-            status: "queued".into(),
-            skip_reason: None,
-            concurrency_key_value: None,
-            max_concurrency: events as i64,
-            position: 0,
-            context: json!({"actions": [], "signals": {}}),
-            action_results: Vec::new(),
-            wait_signal: None,
-            due_at: None,
-            created_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-        });
-    }
-    assert!(store.commit_match_round("contract", &round).await.unwrap());
-}
-
-#[tokio::test]
-async fn a_batch_of_failed_runs_trips_the_breaker_once_at_the_threshold() {
-    let (store, _db) = open().await;
-    let runbook = runbook_record("flaky target");
-    store.insert_runbook(&runbook).await.unwrap();
-    let runs = BREAKER_THRESHOLD as usize + 2;
-    queue_executions(&store, &runbook, runs).await;
-
-    let mut claimed = store
-        .claim_executions(100, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), runs);
-    claimed.sort_by_key(|e| e.event_seq);
-    let batch: Vec<(ExecutionRecord, BreakerEffect)> = claimed
-        .into_iter()
-        .map(|mut e| {
-            e.status = "failed".into();
-            e.finished_at = Some(Utc::now());
-            (e, BreakerEffect::Failure)
-        })
-        .collect();
-    let tripped = store.finish_executions(&batch).await.unwrap();
-
-    let mut expected = vec![false; runs];
-    expected[BREAKER_THRESHOLD as usize - 1] = true;
-    assert_eq!(
-        tripped, expected,
-        "only the tenth failure trips the breaker"
-    );
-    let stored = store.get_runbook(runbook.id).await.unwrap().unwrap();
-    assert!(!stored.is_active);
-    assert!(stored.breaker_tripped_at.is_some());
-    assert_eq!(stored.consecutive_failures, runs as i64);
-    let log = store.list_platform_events(Some(0), 100).await.unwrap();
-    let trips: Vec<_> = log
-        .iter()
-        .filter(|e| e.event_type == "runbook_breaker_tripped")
-        .collect();
-    assert_eq!(trips.len(), 1);
-    assert_eq!(trips[0].payload["consecutive_failures"], BREAKER_THRESHOLD);
-    for (run, _) in &batch {
-        let stored = store.get_execution(run.id).await.unwrap().unwrap();
-        assert_eq!(stored.status, "failed");
-        assert!(stored.finished_at.is_some());
-    }
-}
-
-#[tokio::test]
-async fn a_success_in_a_batch_resets_the_count_before_later_failures() {
-    let (store, _db) = open().await;
-    let runbook = runbook_record("mixed");
-    store.insert_runbook(&runbook).await.unwrap();
-    queue_executions(&store, &runbook, 5).await;
-
-    let mut claimed = store
-        .claim_executions(100, Duration::from_secs(30))
-        .await
-        .unwrap();
-    claimed.sort_by_key(|e| e.event_seq);
-    let effects = [
-        BreakerEffect::Failure,
-        BreakerEffect::Failure,
-        BreakerEffect::Success,
-        BreakerEffect::None,
-        BreakerEffect::Failure,
-    ];
-    let batch: Vec<_> = claimed.into_iter().zip(effects).collect();
-    assert_eq!(
-        store.finish_executions(&batch).await.unwrap(),
-        vec![false; 5]
-    );
-    let stored = store.get_runbook(runbook.id).await.unwrap().unwrap();
-    assert_eq!(
-        stored.consecutive_failures, 1,
-        "success reset, skip ignored, one failure"
-    );
-    assert!(stored.is_active);
-}
-
-/// A follower that moves its cursor to the last position it read must still see every event
-/// while many transactions append at once: positions become visible in order.
-#[tokio::test]
-async fn a_follower_of_the_log_misses_nothing_under_concurrent_appends() {
-    let (store, _db) = open().await;
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for n in 0..40 {
-                    let event = NewPlatformEvent {
-                        id: PlatformEventId::new(),
-                        event_type: "scan_started".into(),
-                        payload: json!({"writer": w, "n": n}),
-                        created_at: Utc::now(),
-                    };
-                    store.append_platform_event(&event).await.unwrap();
-                    ids.push(event.id);
-                }
-                ids
-            })
-        })
-        .collect();
-
-    let mut seen = std::collections::HashSet::new();
-    let mut cursor = 0;
-    let follow = async |cursor: &mut i64, seen: &mut std::collections::HashSet<_>| {
-        for event in store.list_platform_events(Some(*cursor), 50).await.unwrap() {
-            assert!(seen.insert(event.id), "an event was read twice");
-            *cursor = event.seq;
-        }
-    };
-    while !writers.iter().all(|w| w.is_finished()) {
-        follow(&mut cursor, &mut seen).await;
-    }
-    let mut appended = std::collections::HashSet::new();
-    for writer in writers {
-        appended.extend(writer.await.unwrap());
-    }
-    for _ in 0..10 {
-        follow(&mut cursor, &mut seen).await;
-    }
-    assert_eq!(appended.len(), 320);
-    assert_eq!(
-        seen, appended,
-        "the follower skipped events that committed late"
     );
 }
