@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# End-to-end runbook benchmark: one runbook with one `http_request` to a local endpoint, N events
-# emitted through `POST /api/v1/events` as fast as a few client threads can, then waiting until
-# every execution has succeeded.
+# End-to-end runbook benchmark: one runbook with one `http_request` to a local endpoint, events
+# emitted through `POST /api/v1/events` by wrk (8 connections) for a fixed time, then waiting
+# until every execution has succeeded.
 #
-#   scripts/bench-runbooks.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--events N] [--runs R]
+#   scripts/bench-runbooks.sh [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--secs S] [--runs R]
 #
-# Needs python3 and curl. The endpoint is a small python3 http.server answering 200 that counts
-# what it receives. Prints, per backend and run, the emit rate, executions/s from the first
-# event emitted to the last execution finished, and pmapd's peak RSS (VmHWM); then the median
-# run. SQLite always; PostgreSQL too when --postgres names a server (a fresh database is created
+# Needs wrk (apt-get install wrk), python3 and curl. The endpoint is a small python3 http.server
+# answering 200 that counts what it receives. Prints, per backend and run, the emit rate,
+# executions/s from the first event emitted to the last execution finished, and pmapd's peak
+# RSS (VmHWM); then the median run. SQLite always; PostgreSQL too when --postgres names a server (a fresh database is created
 # and dropped per run). Loopback only; everything started is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pg_url=""
-events=5000
+secs=8
 runs=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --postgres) pg_url="$2"; shift 2 ;;
-    --events) events="$2"; shift 2 ;;
+    --secs) secs="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-for tool in python3 curl; do
+for tool in wrk python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 2; }
 done
 
@@ -87,19 +87,41 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 EOF
 
-# The driver: emits N events from 4 keep-alive connections, waits for the endpoint to have
-# seen them all, then reads every execution back and checks it succeeded. Prints
-# "emit_per_s executions_per_s".
+# The emitter: wrk posts one event per request, each with its own number, and prints how many
+# it sent, how many were not answered 2xx, and the p99 of its requests.
+cat >"$work/emit.lua" <<'EOF'
+local token = os.getenv("ADMIN_TOKEN")
+local counter = 0
+
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"type":"integration_sync_completed","payload":{"integration_id":"bench","scans_imported":%d}}',
+    counter)
+  return wrk.format("POST", "/api/v1/events", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. token,
+  }, body)
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("EMITTED %d %d %.1f\n", summary.requests, summary.errors.status,
+    latency:percentile(99) / 1000))
+end
+EOF
+
+# The driver: waits for the endpoint to have seen every emitted event, then reads every
+# execution back and checks it succeeded. Prints executions/s from the start of the emission
+# to the last execution finished.
 cat >"$work/drive.py" <<'EOF'
 import http.client
 import json
 import sys
-import threading
 import time
 from datetime import datetime
 
-base_port, sink_port, token, runbook, total = sys.argv[1:6]
-base_port, sink_port, total = int(base_port), int(sink_port), int(total)
+base_port, sink_port, token, runbook, total, started = sys.argv[1:7]
+base_port, sink_port, total, started = int(base_port), int(sink_port), int(total), float(started)
 auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
 
 
@@ -109,27 +131,6 @@ def call(conn, method, path, body=None):
     data = response.read()
     return response.status, data
 
-
-def emit(start, stop):
-    conn = http.client.HTTPConnection("127.0.0.1", base_port)
-    for i in range(start, stop):
-        body = json.dumps({"type": "integration_sync_completed",
-                           "payload": {"integration_id": "bench", "scans_imported": i}})
-        status, data = call(conn, "POST", "/api/v1/events", body)
-        if status != 202:
-            sys.exit(f"emit answered {status}: {data[:200]}")
-
-
-started = time.time()
-threads = []
-per = (total + 3) // 4
-for t in range(4):
-    thread = threading.Thread(target=emit, args=(t * per, min(total, (t + 1) * per)))
-    thread.start()
-    threads.append(thread)
-for thread in threads:
-    thread.join()
-emitted = time.time() - started
 
 sink = http.client.HTTPConnection("127.0.0.1", sink_port)
 deadline = time.time() + 600
@@ -165,8 +166,7 @@ while True:
     time.sleep(0.05)
     succeeded, last_finished, cursor = 0, None, None
 
-elapsed = last_finished - started
-print(f"{total / emitted:.0f} {total / elapsed:.0f}")
+print(f"{total / (last_finished - started):.0f}")
 EOF
 
 wait_ready() {
@@ -178,7 +178,8 @@ python3 "$work/sink.py" "$sink_port" &
 pids+=("$!")
 wait_ready "http://127.0.0.1:$sink_port/count"
 
-# One run on a fresh database; prints "emit_per_s executions_per_s peak_rss_mb".
+# One run on a fresh database; prints "emit_per_s executions_per_s events emit_p99_ms
+# peak_rss_mb".
 bench_once() {
   local backend="$1" db_url="$2" port="$3" data="$4"
   mkdir -p "$data"
@@ -195,8 +196,19 @@ bench_once() {
          \"actions\":[{\"type\":\"http_request\",\"config\":{
            \"url\":\"http://127.0.0.1:$sink_port/hook\",\"body\":{\"n\":\"{{ scans_imported }}\"}}}]}" |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')"
-  local rates
-  rates="$(python3 "$work/drive.py" "$port" "$sink_port" "$admin" "$runbook" "$events")"
+  local started emitted sent total refused emit_p99 rate
+  started="$(date +%s.%N)"
+  emitted="$(ADMIN_TOKEN="$admin" wrk -t1 -c8 -d"${secs}s" -s "$work/emit.lua" \
+    "http://127.0.0.1:$port" 2>/dev/null | awk '/^EMITTED/ {print $2, $3, $4}')"
+  read -r sent refused emit_p99 <<<"$emitted"
+  [ "$refused" = 0 ] || { echo "$refused events were not answered 202" >&2; return 1; }
+  # wrk stops with requests in flight that the server still stores: the log says how many
+  # there are (a fresh database holds only these events).
+  sleep 1
+  total="$(curl -fs "http://127.0.0.1:$port/api/v1/events?limit=1" -H "Authorization: Bearer $admin" |
+    python3 -c 'import json,sys;print(json.load(sys.stdin)["items"][0]["seq"])')"
+  rate="$(python3 "$work/drive.py" "$port" "$sink_port" "$admin" "$runbook" "$total" "$started")"
+  local rates="$(( total / secs )) $rate $total $emit_p99"
   local rss
   rss="$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")"
   kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -228,13 +240,13 @@ bench_backend() {
     fi
     local line
     line="$(bench_once "$backend" "$db_url" 18180 "$data")"
-    echo "$backend run $run: emit/s executions/s peak_rss_mb = $line"
+    echo "$backend run $run: emit/s executions/s events emit_p99_ms peak_rss_mb = $line"
     out+=("$line")
   done
   local median
   median="$(printf '%s\n' "${out[@]}" | sort -n -k2 | sed -n "$(( (runs + 1) / 2 ))p")"
-  read -r emit rate rss <<<"$median"
-  results+=("$backend: $events events, median of $runs: ${rate} executions/s end to end (emit ${emit}/s), peak RSS ${rss} MB")
+  read -r emit rate total emit_p99 rss <<<"$median"
+  results+=("$backend: median of $runs: ${rate} executions/s end to end ($total events at ${emit}/s, emit p99 ${emit_p99} ms), peak RSS ${rss} MB")
 }
 
 bench_backend sqlite
