@@ -190,22 +190,29 @@ pub(crate) fn breaker_tripped_payload(id: RunbookId, name: &str, failures: i64) 
 /// The ids of runnable executions, oldest event first (`$2`: now, `$3`: limit): due `waiting`
 /// runs, `running` runs whose lease ran out, and `queued` runs that fit within their key's
 /// `max_concurrency` counting the runs holding a slot (running or waiting), in FIFO order. A
-/// run without a concurrency key has no limit.
+/// run without a concurrency key has no limit, and is read straight off the index of open
+/// runs: only keyed runs are numbered, so a backlog of unkeyed ones does not slow each claim.
 pub(crate) const RUNNABLE: &str = "\
     WITH active AS ( \
         SELECT runbook_id, concurrency_key_value AS k, COUNT(*) AS n \
         FROM runbook_executions \
         WHERE status IN ('running', 'waiting') AND concurrency_key_value IS NOT NULL \
         GROUP BY runbook_id, concurrency_key_value), \
-    queued AS ( \
+    keyed AS ( \
         SELECT id, event_seq, runbook_id, concurrency_key_value AS k, max_concurrency, \
           ROW_NUMBER() OVER (PARTITION BY runbook_id, concurrency_key_value \
                              ORDER BY event_seq, id) AS rn \
-        FROM runbook_executions WHERE status = 'queued'), \
+        FROM runbook_executions \
+        WHERE status = 'queued' AND concurrency_key_value IS NOT NULL), \
     ready AS ( \
-        SELECT q.id, q.event_seq FROM queued q \
+        SELECT id, event_seq FROM ( \
+          SELECT id, event_seq FROM runbook_executions \
+          WHERE status = 'queued' AND concurrency_key_value IS NULL \
+          ORDER BY event_seq LIMIT $3) AS unkeyed \
+        UNION ALL \
+        SELECT q.id, q.event_seq FROM keyed q \
         LEFT JOIN active a ON a.runbook_id = q.runbook_id AND a.k = q.k \
-        WHERE q.k IS NULL OR q.rn + COALESCE(a.n, 0) <= q.max_concurrency \
+        WHERE q.rn + COALESCE(a.n, 0) <= q.max_concurrency \
         UNION ALL \
         SELECT id, event_seq FROM runbook_executions \
         WHERE (status = 'waiting' AND due_at <= $2) \
