@@ -361,32 +361,59 @@ pub async fn process_round(ctx: &Outbound, store: &DynStore, owner: &str) -> sto
     let events = store
         .list_platform_events(Some(at), EVENTS_PER_ROUND)
         .await?;
+    // Entries with nothing to report are passed over in one move of the cursor, made before
+    // the next report and at the end of the round: a large import's findings cost one write.
+    let mut passed = None;
     for (done, event) in events.iter().enumerate() {
+        let Some(scan) = scan_to_report(store, event).await? else {
+            passed = Some(event.seq);
+            continue;
+        };
+        if let Some(to) = passed.take() {
+            if !advance(store, owner, at, to, None).await? {
+                return Ok(done);
+            }
+            at = to;
+        }
         if store.lease_event_cursor(CURSOR, owner, LEASE).await? != Some(at) {
             return Ok(done);
         }
-        let evaluated = match scan_to_report(store, event).await? {
-            Some(scan) => {
-                match holding_lease(store, owner, at, report_scan(ctx, store, &scan)).await? {
-                    Some(evaluated) => evaluated?,
-                    None => return Ok(done),
-                }
-            }
-            None => None,
-        };
-        let moved = store
-            .advance_event_cursor(CURSOR, owner, at, event.seq, evaluated.as_ref())
-            .await?;
-        if !moved {
-            tracing::warn!(
-                event.seq,
-                "gate cursor lease lost; another worker takes over"
-            );
+        let evaluated =
+            match holding_lease(store, owner, at, report_scan(ctx, store, &scan)).await? {
+                Some(evaluated) => evaluated?,
+                None => return Ok(done),
+            };
+        if !advance(store, owner, at, event.seq, evaluated.as_ref()).await? {
             return Ok(done);
         }
         at = event.seq;
     }
+    if let Some(to) = passed
+        && !advance(store, owner, at, to, None).await?
+    {
+        return Ok(0);
+    }
     Ok(events.len())
+}
+
+/// Moves the cursor from `at` to `to` (appending `evaluated`); false when the lease was lost.
+async fn advance(
+    store: &DynStore,
+    owner: &str,
+    at: i64,
+    to: i64,
+    evaluated: Option<&NewPlatformEvent>,
+) -> store::Result<bool> {
+    let moved = store
+        .advance_event_cursor(CURSOR, owner, at, to, evaluated)
+        .await?;
+    if !moved {
+        tracing::warn!(
+            event.seq = to,
+            "gate cursor lease lost; another worker takes over"
+        );
+    }
+    Ok(moved)
 }
 
 /// The pull-request scan a log entry reports, if it is one.

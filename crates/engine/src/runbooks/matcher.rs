@@ -107,6 +107,15 @@ pub async fn match_round(
         if event.seq != round.cursor + 1 && gaps.should_wait(round.cursor + 1) {
             break;
         }
+        round.cursor = event.seq;
+        consumed += 1;
+        // Enriching reads the database: only for events some active runbook listens to.
+        let listened = runbooks
+            .iter()
+            .any(|(_, r)| r.triggers.iter().any(|t| t.event == event.event_type));
+        if !listened {
+            continue;
+        }
         let payload = enrich(store, event).await;
         for (record, runbook) in &mut runbooks {
             if let Some(execution) = fire(record, runbook, event, &payload) {
@@ -117,8 +126,6 @@ pub async fn match_round(
                 round.executions.push(execution);
             }
         }
-        round.cursor = event.seq;
-        consumed += 1;
     }
     if consumed > 0 && !store.commit_match_round(owner, &round).await? {
         tracing::warn!("runbook cursor lease lost; another matcher takes over");
