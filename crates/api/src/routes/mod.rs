@@ -61,20 +61,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses a JSON body, telling syntax errors (400) from shape errors (422).
+/// Parses a JSON body, telling syntax errors (400) from shape errors (422, naming the field by
+/// its path, `changes.set_severity`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|err| match err.classify() {
-        serde_json::error::Category::Data => {
-            let field = data_error_field(&err.to_string());
-            ApiError::validation(vec![FieldError::new(field, err.to_string())])
+    let malformed = |err: serde_json::Error| {
+        ApiError::bad_request("malformed_json", format!("body is not valid JSON: {err}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let err = err.into_inner();
+        match err.classify() {
+            serde_json::error::Category::Data => {
+                let field = data_error_field(&path, &err.to_string());
+                ApiError::validation(vec![FieldError::new(field, err.to_string())])
+            }
+            _ => malformed(err),
         }
-        _ => ApiError::bad_request("malformed_json", format!("body is not valid JSON: {err}")),
-    })
+    })?;
+    de.end().map_err(malformed)?;
+    Ok(value)
 }
 
-/// serde names the offending field inside backticks (`unknown field `x``, `missing field `y``).
-fn data_error_field(message: &str) -> String {
-    message.split('`').nth(1).unwrap_or("body").to_owned()
+/// The field a shape error is about: its path, and for a missing field the name serde quotes
+/// in backticks (`missing field `y``), which is one level below the path.
+fn data_error_field(path: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (path, Some(name)) => format!("{path}.{name}"),
+        (path, None) => path.to_owned(),
+    }
 }
 
 /// `?limit=` within 1..=500, default 50.
@@ -86,5 +106,49 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
             "invalid_limit",
             "limit must be between 1 and 500",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "only the errors are looked at")]
+    struct Outer {
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "only the errors are looked at")]
+    struct Inner {
+        count: u32,
+    }
+
+    fn check(body: &str, expected: (u16, &str)) {
+        let err = parse_json::<Outer>(body.as_bytes()).expect_err(body);
+        let field = err.details.first().map_or("", |d| d.field.as_str());
+        assert_eq!((err.status.as_u16(), field), expected, "{body}");
+    }
+
+    #[test]
+    fn shape_errors_name_the_field_by_its_path() {
+        check(r#"{"name": 5}"#, (422, "name"));
+        check(r#"{"name": "x", "extra": 1}"#, (422, "extra"));
+        check(r#"{}"#, (422, "name"));
+        check(
+            r#"{"name": "x", "inner": {"count": -1}}"#,
+            (422, "inner.count"),
+        );
+        check(r#"{"name": "x", "inner": {"cnt": 1}}"#, (422, "inner.cnt"));
+        check(r#"{"name": "x", "inner": {}}"#, (422, "inner.count"));
+        check(r#"{"name": "x"} trailing"#, (400, ""));
+        check(r#"{"name": "#, (400, ""));
     }
 }
