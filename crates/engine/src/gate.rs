@@ -331,7 +331,7 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) {
     let owner = uuid::Uuid::new_v4().to_string();
-    loop {
+    while !shutdown.is_cancelled() {
         match process_round(&ctx, &store, &owner).await {
             Ok(n) if n == EVENTS_PER_ROUND as usize => continue,
             Ok(_) => {}

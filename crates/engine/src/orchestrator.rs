@@ -126,7 +126,7 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    loop {
+    while !shutdown.is_cancelled() {
         match process_batch(&ctx, &store).await {
             Ok(n) if n == CLAIM_BATCH as usize => continue,
             Ok(_) => {}

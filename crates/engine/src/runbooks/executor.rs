@@ -83,7 +83,7 @@ impl RunbookEngine {
     /// Runs the matcher, the executor and the pruner until `shutdown` is cancelled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_prune = tokio::time::Instant::now();
-        loop {
+        while !shutdown.is_cancelled() {
             let matched =
                 match match_round(&self.store, &self.cache, &self.gaps, &self.owner, LEASE).await {
                     Ok(n) => n,
