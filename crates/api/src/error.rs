@@ -101,6 +101,14 @@ impl ApiError {
         }
     }
 
+    /// 429 with `Retry-After`: the server is taking in as much as it will at once.
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -228,6 +228,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let state = Arc::new(AppState {
         writer: DeliveryWriter::spawn(store.clone(), stored.clone()),
         events: store::event_writer(store.clone()),
+        delivery_budget: Arc::new(tokio::sync::Semaphore::new(
+            routes::webhooks::DELIVERY_BUDGET_KIB,
+        )),
         store: store.clone(),
         cipher,
         posture: config.env,

@@ -21,6 +21,8 @@ use crate::error::ApiError;
 pub struct AppState {
     pub store: DynStore,
     pub writer: DeliveryWriter,
+    /// Kibibytes of delivery bodies that may be held in memory at once, across requests.
+    pub delivery_budget: Arc<tokio::sync::Semaphore>,
     /// Events emitted through the API, appended in groups.
     pub events: GroupCommit<NewPlatformEvent, PlatformEvent>,
     pub cipher: Cipher,

@@ -21,6 +21,11 @@ use crate::state::{AppState, ResolvedIntegration, route_vendor};
 
 /// Deliveries larger than this are refused with 413.
 pub const MAX_DELIVERY_BYTES: usize = 25 * 1024 * 1024;
+/// How many kibibytes of delivery bodies all requests together may hold at once (ten of the
+/// largest). A request reserves its `Content-Length` (the maximum when it sends none) before
+/// its body is read; past the budget it is answered 429 with `Retry-After`, so a flood of large
+/// bodies, forged or not, cannot take the process's memory.
+pub const DELIVERY_BUDGET_KIB: usize = 10 * MAX_DELIVERY_BYTES / 1024;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryAccepted {
@@ -58,6 +63,7 @@ pub async fn receive(
         )
     })?;
     let integration = resolve(&state, vendor, &integration_id).await?;
+    let _reserved = reserve_body(&state, &headers)?;
     let body = read_body(body).await?;
     let delivery = Delivery {
         headers: &headers,
@@ -141,6 +147,29 @@ async fn resolve(
         return Err(not_found());
     }
     Ok(integration)
+}
+
+/// Reserves room for the delivery's body in [`DELIVERY_BUDGET_KIB`] for as long as the request
+/// holds it.
+fn reserve_body(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(MAX_DELIVERY_BYTES)
+        .min(MAX_DELIVERY_BYTES);
+    let kib = declared.div_ceil(1024).max(1) as u32;
+    state
+        .delivery_budget
+        .clone()
+        .try_acquire_many_owned(kib)
+        .map_err(|_| {
+            metrics::counter!("pmap_webhooks_rate_limited_total").increment(1);
+            ApiError::rate_limited("too many delivery bodies are being received at once; retry")
+        })
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {

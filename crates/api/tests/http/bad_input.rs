@@ -276,3 +276,77 @@ async fn hold_write_lock(url: &str) -> tokio::sync::oneshot::Sender<()> {
     is_locked.await.unwrap();
     release
 }
+
+/// Bodies held at once are bounded: while ten deliveries that declare the largest body are
+/// still sending it, the next is answered 429 with `Retry-After`, and once they are gone
+/// deliveries are taken again.
+#[tokio::test]
+async fn a_flood_of_large_bodies_is_answered_429_not_buffered() {
+    use tokio::io::AsyncWriteExt;
+
+    let (app, id, path) = setup().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for n in 0..10 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             X-GitHub-Event: push\r\nX-GitHub-Delivery: slow-{n}\r\n\
+             X-Hub-Signature-256: sha256={}\r\nContent-Length: {}\r\n\r\n{{\"pad\": \"",
+            "0".repeat(64),
+            25 * 1024 * 1024
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+
+    let body = push_body("main");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut attempt = 0;
+    let refused = loop {
+        attempt += 1;
+        let delivery = format!("one-too-many-{attempt}");
+        let headers = github_headers(github_signature(SECRET, &body), &delivery);
+        let response = app
+            .client
+            .post(app.url(&path))
+            .header("content-type", "application/json")
+            .headers(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+                    .collect(),
+            )
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        // The slow requests may not have reached the handler yet.
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "rate_limited");
+
+    drop(slow);
+    let headers = github_headers(github_signature(SECRET, &body), "after-the-flood");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = post(&app, &path, &headers, body.clone()).await;
+        if status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the budget was not given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_good_event_intact(&app, &id).await;
+}
