@@ -162,7 +162,10 @@ fn csv_findings(input: &[u8]) -> Result<Vec<RawFinding>, ImportError> {
             at,
         });
     }
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    // Every record has the header's fields: a row cut short (a truncated upload, an unclosed
+    // quote running to the end) is refused rather than read as fewer findings, which would
+    // mark the rest fixed.
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
     let headers = reader.headers().map_err(csv_error)?.clone();
     let columns = Columns::find(&headers).ok_or_else(|| {
         let message = "the CSV header has no component and vulnerability columns";

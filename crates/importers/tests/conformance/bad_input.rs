@@ -214,3 +214,33 @@ fn byte_order_mark_before_sarif_is_accepted() {
         assert_eq!(result.unwrap().findings.len(), 2);
     }
 }
+
+#[test]
+fn truncated_blackduck_csv_is_malformed() {
+    let full = b"Component,Version,Vulnerability id,Security Risk\n\
+                 zlib,1.2,CVE-2022-1,HIGH\n\
+                 openssl,3.0,CVE-2022-2,CRITICAL\n";
+    assert_eq!(
+        importers::parse(Format::Blackduck, full)
+            .unwrap()
+            .findings
+            .len(),
+        2
+    );
+
+    let cut_in_a_row = &full[..full.len() - 12];
+    let unclosed_quote = b"Component,Version,Vulnerability id,Security Risk\n\"zlib,1.2\n";
+    for input in [cut_in_a_row, &unclosed_quote[..]] {
+        let result = importers::parse(Format::Blackduck, input);
+        assert!(
+            matches!(
+                result,
+                Err(ImportError::Malformed {
+                    format: Format::Blackduck,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+}
