@@ -130,8 +130,52 @@ pub fn parse_document(bytes: &[u8], format: Format) -> Result<Value, Issue> {
     }
     match format {
         Format::Json => serde_json::from_slice(bytes).map_err(|e| issue(e.to_string())),
-        Format::Yaml => serde_norway::from_slice(bytes).map_err(|e| issue(e.to_string())),
+        Format::Yaml => {
+            if flow_depth(bytes) > MAX_YAML_FLOW_DEPTH {
+                return Err(issue(format!(
+                    "YAML flow collections ([ ], {{ }}) nest at most {MAX_YAML_FLOW_DEPTH} deep"
+                )));
+            }
+            serde_norway::from_slice(bytes).map_err(|e| issue(e.to_string()))
+        }
     }
+}
+
+/// The YAML parser's time grows with the square of the nesting of flow collections, so they
+/// are counted before it runs (quoted text and comments aside).
+const MAX_YAML_FLOW_DEPTH: usize = 64;
+
+/// The deepest nesting of `[`/`{` in a YAML text, skipping quoted scalars and comments. A
+/// bracket inside a plain scalar counts too, which only errs on the side of refusing.
+fn flow_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote = None;
+    let mut comment = false;
+    let mut escaped = false;
+    let mut previous = b'\n';
+    for &byte in bytes {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, comment, byte) {
+            (_, true, b'\n') => comment = false,
+            (_, true, _) => {}
+            (Some(b'"'), _, b'\\') => escaped = true,
+            (Some(q), _, b) if b == q => quote = None,
+            (Some(_), _, _) => {}
+            (None, _, b'#') if previous.is_ascii_whitespace() => comment = true,
+            (None, _, b'"' | b'\'') => quote = Some(byte),
+            (None, _, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = byte;
+    }
+    deepest
 }
 
 /// Validates a document, reporting every problem found.
@@ -621,5 +665,37 @@ fn join_path(prefix: &str, path: &str) -> String {
         prefix.to_owned()
     } else {
         format!("{prefix}.{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str, expected: usize) {
+        assert_eq!(flow_depth(yaml.as_bytes()), expected, "{yaml}");
+    }
+
+    #[test]
+    fn flow_depth_counts_brackets_outside_quotes_and_comments() {
+        check("name: x\nvalue: [main, master]\n", 1);
+        check("a: {b: [c, {d: e}]}", 3);
+        check("text: \"[[[ \\\" [[\"\nk: 1", 0);
+        check("text: '[[ '' [['\n", 0);
+        check("k: v # [[[[\nl: [1]", 1);
+        check(&format!("k: {}", "[".repeat(100_000)), 100_000);
+    }
+
+    #[test]
+    fn deep_yaml_is_refused_before_it_is_parsed() {
+        let deep = format!("name: x\nk: {}", "[".repeat(100_000));
+        let issue = parse_document(deep.as_bytes(), Format::Yaml).unwrap_err();
+        assert!(
+            issue.message.contains("nest at most 64"),
+            "{}",
+            issue.message
+        );
+        let fine = format!("name: x\nk: {}1{}", "[".repeat(64), "]".repeat(64));
+        assert!(parse_document(fine.as_bytes(), Format::Yaml).is_ok());
     }
 }
