@@ -137,6 +137,12 @@ impl From<&StoreError> for ApiError {
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message.clone())
             }
+            StoreError::Invalid(message) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_text",
+                message.clone(),
+            ),
+            StoreError::Batch(shared) => Self::from(shared.as_ref()),
             err if err.is_transient() => {
                 tracing::warn!(error = %err, "database unavailable");
                 ApiError::unavailable()

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod integration;
 pub mod scan;
 pub mod severity;
+pub mod text;
 pub mod vendor;
 
 pub use ci_event::{Action, BuildInfo, CiEvent, EventType, NormalizedEvent};

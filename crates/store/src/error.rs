@@ -12,6 +12,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// The database refused a value of the request (text it cannot hold).
+    #[error("{0}")]
+    Invalid(String),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     /// The failure of a group commit, shared by every item of the batch.
@@ -41,6 +44,15 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
             sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
                 StoreError::Unavailable(err)
+            }
+            // PostgreSQL: untranslatable character (U+0000 in text or jsonb), character not
+            // in the encoding.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22P05" | "22021")) =>
+            {
+                StoreError::Invalid(
+                    "text may not contain U+0000 or characters outside UTF-8".into(),
+                )
             }
             _ => StoreError::Database(err),
         }

@@ -94,6 +94,12 @@ pub async fn emit(
             format!("unknown event type {:?}", input.event_type),
         )]));
     }
+    if domain::text::contains_nul(&input.payload) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "payload",
+            "text may not contain U+0000",
+        )]));
+    }
     if !input.payload.is_object() {
         return Err(ApiError::validation(vec![FieldError::new(
             "payload",

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use domain::{CiEventId, Vendor};
+use domain::{CiEventId, NormalizedEvent, Vendor};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use store::{DeliveryOutcome, NewDelivery, NewRejection};
@@ -79,7 +79,7 @@ pub async fn receive(
         ApiError::bad_request("invalid_payload", err.to_string())
     })?;
     let event = match parsed {
-        Parsed::Event(event) => *event,
+        Parsed::Event(event) => without_nul(*event, &body),
         Parsed::Diagnostic => {
             let body = DeliveryAccepted {
                 event_id: None,
@@ -147,6 +147,20 @@ async fn resolve(
         return Err(not_found());
     }
     Ok(integration)
+}
+
+/// The event with U+0000 replaced wherever the payload spelled one (`\u0000`), which no
+/// backend's text can hold.
+fn without_nul(event: NormalizedEvent, body: &[u8]) -> NormalizedEvent {
+    let spells_nul = body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"));
+    if !spells_nul {
+        return event;
+    }
+    let Ok(mut value) = serde_json::to_value(&event) else {
+        return event;
+    };
+    domain::text::replace_nul(&mut value);
+    serde_json::from_value(value).unwrap_or(event)
 }
 
 /// Reserves room for the delivery's body in [`DELIVERY_BUDGET_KIB`] for as long as the request

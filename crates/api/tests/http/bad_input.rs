@@ -350,3 +350,34 @@ async fn a_flood_of_large_bodies_is_answered_429_not_buffered() {
     }
     assert_good_event_intact(&app, &id).await;
 }
+
+/// U+0000 is text no PostgreSQL column holds: a delivery that spells one is stored with U+FFFD
+/// in its place (the other deliveries of its group commit are not refused with it), and an
+/// emitted event that carries one is a 422, on both backends.
+#[tokio::test]
+async fn a_spelled_nul_is_replaced_in_deliveries_and_refused_in_events() {
+    let (app, id, _) = setup().await;
+    let body = br#"{"ref": "refs/heads/a\u0000b", "repository": {"full_name": "acme/app"}}"#;
+    let (status, answer) = post_github(&app, &id, "nul-1", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let audit = wait_processed(&app, &id).await;
+    let stored = audit.iter().find(|e| e["delivery_id"] == "nul-1").unwrap();
+    assert_eq!(stored["branch"], "a\u{FFFD}b");
+
+    let response = app
+        .admin(Method::POST, "/api/v1/events")
+        .json(&serde_json::json!({"type": "scan_started", "payload": {"scan_id": "a\u{0}b"}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
+    assert_error(
+        status,
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(answer["error"]["details"][0]["field"], "payload");
+    assert_good_event_intact(&app, &id).await;
+}

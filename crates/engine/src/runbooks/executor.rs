@@ -343,9 +343,15 @@ impl RunbookEngine {
         run: &mut ExecutionRecord,
         index: usize,
         status: &str,
-        output: Option<Value>,
+        mut output: Option<Value>,
         error: Option<String>,
     ) {
+        // Outputs come from outside (response bodies) and are stored in groups: a U+0000 that
+        // PostgreSQL refuses would fail every run of the group.
+        if let Some(output) = &mut output {
+            domain::text::replace_nul(output);
+        }
+        let error = error.map(|e| e.replace('\0', "\u{FFFD}"));
         let result = &mut run.action_results[index];
         result.status = status.into();
         result.finished_at = Some(Utc::now());
