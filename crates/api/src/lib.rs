@@ -206,10 +206,39 @@ impl Running {
     }
 }
 
+/// Refuses to start with a master key that cannot open the secrets already stored (a replica
+/// that generated its own key, a key file restored from the wrong backup): it would answer
+/// every delivery to those integrations with an error instead.
+async fn check_master_key(store: &DynStore, cipher: &Cipher) -> anyhow::Result<()> {
+    let mut after = None;
+    loop {
+        let page = store.list_integrations(after, 100).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.id);
+        let Some(sealed) = page
+            .iter()
+            .find(|r| r.sealed_secrets.is_some() || r.sealed_auth.is_some())
+        else {
+            continue;
+        };
+        let opened = routes::integrations::open_secrets(cipher, sealed).is_ok()
+            && routes::integrations::open_auth(cipher, sealed).is_ok();
+        anyhow::ensure!(
+            opened,
+            "the master key does not open the secrets stored in this database: set \
+             PMAP_MASTER_KEY (or the data directory's master.key) to the key that sealed them"
+        );
+        return Ok(());
+    }
+}
+
 /// Starts the HTTP server and the background workers.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let cipher = Cipher::load_or_generate(config.master_key.as_deref(), &config.data_dir)?;
+    check_master_key(&store, &cipher).await?;
     let stored = Arc::new(Notify::new());
     let gate_wake = Arc::new(Notify::new());
     let egress =

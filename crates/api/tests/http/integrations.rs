@@ -325,3 +325,28 @@ async fn service_endpoints_answer() {
     let (status, body) = get_json(&app, "/api/v1/nothing-here").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
+
+/// A server whose master key cannot open the stored secrets refuses to start, rather than
+/// answering every delivery to those integrations with an error; the right key starts it.
+#[tokio::test]
+async fn a_master_key_that_cannot_open_the_stored_secrets_is_refused_at_start() {
+    let mut app = spawn().await.unwrap();
+    app.create_integration("github", Some("a-long-random-secret"))
+        .await
+        .unwrap();
+    app.stop().await.unwrap();
+
+    let mut config = app.config.clone();
+    config.master_key = Some(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        [7u8; 32],
+    ));
+    let refused = api::start(&config).await.err().expect("start must fail");
+    assert!(
+        format!("{refused:#}").contains("master key does not open"),
+        "{refused:#}"
+    );
+
+    let running = api::start(&app.config).await.unwrap();
+    running.stop().await.unwrap();
+}
