@@ -324,7 +324,8 @@ async fn send_webhook_is_signed_per_standard_webhooks() {
     let (_, created) = create(&app, &doc).await;
     let id = created["id"].as_str().unwrap();
     emit(&app, "asset_created", json!({"asset": {"name": "web"}})).await;
-    executions_until(&app, id, |items| finished(items) == 1).await;
+    let runs = executions_until(&app, id, |items| finished(items) == 1).await;
+    let execution = runs[0]["id"].as_str().unwrap().replace('-', "");
 
     let request = &target.received_requests().await.unwrap()[0];
     let header = |name: &str| {
@@ -337,6 +338,8 @@ async fn send_webhook_is_signed_per_standard_webhooks() {
             .to_owned()
     };
     let (msg_id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    // The same on every attempt of this action of this run: receivers de-duplicate by it.
+    assert_eq!(msg_id, format!("msg_{execution}_0"));
     let body = String::from_utf8(request.body.clone()).unwrap();
     let expected =
         engine::runbooks::actions::sign_webhook("whsec_c2VjcmV0", &msg_id, &timestamp, &body);

@@ -72,6 +72,9 @@ pub struct RunInfo<'a> {
     pub runbook_name: &'a str,
     pub event: &'a str,
     pub payload: &'a Value,
+    /// Names this action of this run, the same on every attempt and after a resume, so a
+    /// receiver can tell a message sent again from a new one (`webhook-id`).
+    pub message_id: String,
 }
 
 /// Performs one attempt of `action_type` with its rendered `config`; returns its output.
@@ -169,7 +172,7 @@ async fn send_webhook(
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let id = run.message_id.clone();
     let timestamp = Utc::now().timestamp().to_string();
     let mut headers = headers(config);
     headers.push(("content-type".into(), "application/json".into()));

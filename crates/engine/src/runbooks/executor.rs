@@ -288,6 +288,7 @@ impl RunbookEngine {
         context: &Value,
     ) -> store::Result<Step> {
         let info = RunInfo {
+            message_id: format!("msg_{}_{index}", run.id.0.simple()),
             runbook_name,
             event: &run.trigger_event,
             payload: &run.trigger_payload,
