@@ -152,8 +152,8 @@ async fn resolve(
 /// The event with U+0000 replaced wherever the payload spelled one (`\u0000`), which no
 /// backend's text can hold.
 fn without_nul(event: NormalizedEvent, body: &[u8]) -> NormalizedEvent {
-    let spells_nul = body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"));
-    if !spells_nul {
+    // JSON spells the escape with a lower-case `u` and digits only.
+    if memchr::memmem::find(body, b"\\u0000").is_none() {
         return event;
     }
     let Ok(mut value) = serde_json::to_value(&event) else {
