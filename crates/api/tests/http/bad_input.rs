@@ -7,7 +7,8 @@ use sha1::Sha1;
 use test_support::app::{TestApp, spawn};
 
 use crate::support::{
-    SECRET, assert_error, github_signature, post, post_github, push_body, wait_processed,
+    SECRET, admin_json, assert_error, github_signature, post, post_github, push_body,
+    wait_processed,
 };
 
 /// Header pairs as the support helpers take them.
@@ -364,14 +365,8 @@ async fn a_spelled_nul_is_replaced_in_deliveries_and_refused_in_events() {
     let stored = audit.iter().find(|e| e["delivery_id"] == "nul-1").unwrap();
     assert_eq!(stored["branch"], "a\u{FFFD}b");
 
-    let response = app
-        .admin(Method::POST, "/api/v1/events")
-        .json(&serde_json::json!({"type": "scan_started", "payload": {"scan_id": "a\u{0}b"}}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap();
+    let event = serde_json::json!({"type": "scan_started", "payload": {"scan_id": "a\u{0}b"}});
+    let (status, answer) = admin_json(&app, Method::POST, "/api/v1/events", &event).await;
     assert_error(
         status,
         &answer,

@@ -92,3 +92,17 @@ pub async fn get_json(app: &TestApp, path: &str) -> (StatusCode, Value) {
         response.json().await.unwrap_or(Value::Null),
     )
 }
+
+/// Sends `body` as JSON with the admin token; the status and the answer.
+pub async fn admin_json(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let response = app.admin(method, path).json(body).send().await.unwrap();
+    (
+        response.status(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
