@@ -12,11 +12,11 @@ use store::{
 
 use crate::open;
 
-fn runbook() -> RunbookRecord {
+fn runbook(name: &str) -> RunbookRecord {
     let now = Utc::now();
     RunbookRecord {
         id: RunbookId::new(),
-        name: "kept".into(),
+        name: name.into(),
         definition: json!({"triggers": [], "actions": []}),
         is_active: true,
         version: 1,
@@ -62,7 +62,7 @@ fn execution(
 #[tokio::test]
 async fn pruning_deletes_only_finished_executions_older_than_the_retention() {
     let (store, _db) = open().await;
-    let runbook = runbook();
+    let runbook = runbook("kept");
     store.insert_runbook(&runbook).await.unwrap();
     let now = Utc::now();
     let old = execution(&runbook, 1, now - Duration::days(40), true);
@@ -92,22 +92,6 @@ async fn pruning_deletes_only_finished_executions_older_than_the_retention() {
     let kept = store.get_execution(recent.id).await.unwrap();
     assert_eq!(kept.map(|e| e.id), Some(recent.id));
     assert_eq!(store.prune_executions(cut_off).await.unwrap(), 0);
-}
-
-fn named_runbook(name: &str) -> RunbookRecord {
-    let now = Utc::now();
-    RunbookRecord {
-        id: RunbookId::new(),
-        name: name.into(),
-        definition: json!({"triggers": [{"event": "scan_started"}], "actions": []}),
-        is_active: true,
-        version: 1,
-        consecutive_failures: 0,
-        breaker_tripped_at: None,
-        last_fired_at: None,
-        created_at: now,
-        updated_at: now,
-    }
 }
 
 /// Queues one execution of `runbook` per event of `events` through a matcher round.
@@ -161,7 +145,7 @@ async fn queue_executions(store: &DynStore, runbook: &RunbookRecord, events: usi
 #[tokio::test]
 async fn a_batch_of_failed_runs_trips_the_breaker_once_at_the_threshold() {
     let (store, _db) = open().await;
-    let runbook = named_runbook("flaky target");
+    let runbook = runbook("flaky target");
     store.insert_runbook(&runbook).await.unwrap();
     let runs = BREAKER_THRESHOLD as usize + 2;
     queue_executions(&store, &runbook, runs).await;
@@ -209,7 +193,7 @@ async fn a_batch_of_failed_runs_trips_the_breaker_once_at_the_threshold() {
 #[tokio::test]
 async fn a_success_in_a_batch_resets_the_count_before_later_failures() {
     let (store, _db) = open().await;
-    let runbook = named_runbook("mixed");
+    let runbook = runbook("mixed");
     store.insert_runbook(&runbook).await.unwrap();
     queue_executions(&store, &runbook, 5).await;
 
