@@ -145,20 +145,9 @@ pub trait RunbookStore {
         execution: &ExecutionRecord,
         lease: std::time::Duration,
     ) -> Result<()>;
-    /// Stores a run's final state and applies `effect` to its runbook's breaker, in one
-    /// transaction; when the breaker trips, the runbook is deactivated and
-    /// `runbook_breaker_tripped` appended. Returns whether it tripped.
-    async fn finish_execution(
-        &self,
-        execution: &ExecutionRecord,
-        effect: BreakerEffect,
-    ) -> Result<bool> {
-        let batch = [(execution.clone(), effect)];
-        let tripped = self.finish_executions(&batch).await?;
-        Ok(tripped.first().copied().unwrap_or(false))
-    }
-    /// [`RunbookStore::finish_execution`] for several runs in one transaction, applied in
-    /// order; answers, per run, whether its breaker tripped.
+    /// Stores the final state of several runs and applies each one's `effect` to its runbook's
+    /// breaker, in order and in one transaction; a runbook whose breaker trips is deactivated
+    /// and `runbook_breaker_tripped` appended. Answers, per run, whether its breaker tripped.
     async fn finish_executions(
         &self,
         runs: &[(ExecutionRecord, BreakerEffect)],
