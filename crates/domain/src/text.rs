@@ -4,9 +4,6 @@
 
 use serde_json::Value;
 
-/// What U+0000 becomes.
-pub const NUL_REPLACEMENT: char = '\u{FFFD}';
-
 /// True when a string or key anywhere in `value` holds U+0000.
 pub fn contains_nul(value: &Value) -> bool {
     match value {
@@ -17,19 +14,24 @@ pub fn contains_nul(value: &Value) -> bool {
     }
 }
 
+/// `text` with U+0000 replaced.
+pub fn replace_nul_str(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// Replaces U+0000 in every string and key of `value`.
 pub fn replace_nul(value: &mut Value) {
     if !contains_nul(value) {
         return;
     }
     match value {
-        Value::String(s) => *s = s.replace('\0', &NUL_REPLACEMENT.to_string()),
+        Value::String(s) => *s = replace_nul_str(s),
         Value::Array(items) => items.iter_mut().for_each(replace_nul),
         Value::Object(map) => {
             let entries = std::mem::take(map);
             for (key, mut item) in entries {
                 replace_nul(&mut item);
-                map.insert(key.replace('\0', &NUL_REPLACEMENT.to_string()), item);
+                map.insert(replace_nul_str(&key), item);
             }
         }
         _ => {}

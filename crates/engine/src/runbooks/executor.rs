@@ -352,7 +352,7 @@ impl RunbookEngine {
         if let Some(output) = &mut output {
             domain::text::replace_nul(output);
         }
-        let error = error.map(|e| e.replace('\0', "\u{FFFD}"));
+        let error = error.as_deref().map(domain::text::replace_nul_str);
         let result = &mut run.action_results[index];
         result.status = status.into();
         result.finished_at = Some(Utc::now());
