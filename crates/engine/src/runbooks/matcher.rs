@@ -6,7 +6,7 @@
 //!
 //! This module never runs actions; it only decides what fires.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,11 @@ pub async fn match_round(
         .into_iter()
         .filter_map(|r| cache.get(&r).map(|parsed| (r, parsed)))
         .collect();
+    // Enriching reads the database: only for events some active runbook listens to.
+    let listened: HashSet<String> = runbooks
+        .iter()
+        .flat_map(|(_, r)| r.triggers.iter().map(|t| t.event.clone()))
+        .collect();
 
     let mut round = MatchRound {
         cursor,
@@ -109,11 +114,7 @@ pub async fn match_round(
         }
         round.cursor = event.seq;
         consumed += 1;
-        // Enriching reads the database: only for events some active runbook listens to.
-        let listened = runbooks
-            .iter()
-            .any(|(_, r)| r.triggers.iter().any(|t| t.event == event.event_type));
-        if !listened {
+        if !listened.contains(&event.event_type) {
             continue;
         }
         let payload = enrich(store, event).await;
