@@ -107,7 +107,30 @@ pub(crate) async fn insert_platform_event(
     tx: &mut Transaction<'_, Postgres>,
     event: &NewPlatformEvent,
 ) -> Result<i64> {
+    let seqs = insert_platform_events(tx, std::slice::from_ref(event)).await?;
+    Ok(seqs[0])
+}
+
+/// Appends `events` in order under one take of the event-log lock; their positions.
+pub(crate) async fn insert_platform_events(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[NewPlatformEvent],
+) -> Result<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     lock_event_log(tx).await?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for event in events {
+        seqs.push(insert_unlocked(tx, event).await?);
+    }
+    Ok(seqs)
+}
+
+async fn insert_unlocked(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &NewPlatformEvent,
+) -> Result<i64> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO platform_events (id, event_type, payload, created_at) \
          VALUES ($1, $2, $3, $4) RETURNING seq",
@@ -496,13 +519,13 @@ impl Store for PgStore {
         events: &[NewPlatformEvent],
     ) -> Result<Vec<PlatformEvent>> {
         let mut tx = self.pool.begin().await?;
-        let mut stored = Vec::with_capacity(events.len());
-        for event in events {
-            let seq = insert_platform_event(&mut tx, event).await?;
-            stored.push(event.stored(seq));
-        }
+        let seqs = insert_platform_events(&mut tx, events).await?;
         tx.commit().await?;
-        Ok(stored)
+        Ok(events
+            .iter()
+            .zip(seqs)
+            .map(|(e, seq)| e.stored(seq))
+            .collect())
     }
 
     async fn list_platform_events(

@@ -11,7 +11,7 @@ use domain::ids::{ExecutionId, PlatformEventId, RunbookId};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::postgres::{PgStore, insert_platform_event};
+use crate::postgres::{PgStore, insert_platform_events};
 use crate::records::NewPlatformEvent;
 use crate::runbooks::{
     BREAKER_THRESHOLD, BreakerEffect, ExecutionRecord, MatchRound, RunbookRecord, RunbookStore,
@@ -306,9 +306,7 @@ impl RunbookStore for PgStore {
             let (e, effect) = &runs[i];
             answers[i] = finish_one(&mut tx, e, *effect, &mut trips).await?;
         }
-        for event in &trips {
-            insert_platform_event(&mut tx, event).await?;
-        }
+        insert_platform_events(&mut tx, &trips).await?;
         tx.commit().await?;
         Ok(answers)
     }

@@ -18,7 +18,7 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::import_plan::{self, Batch, Existing, Finish, Member, Planner, Prior};
-use crate::postgres::{PgStore, insert_platform_event, lock_event_log};
+use crate::postgres::{PgStore, insert_platform_events, lock_event_log};
 use crate::postgres_gate::{claim_queued, complete_queued};
 use crate::records::NewPlatformEvent;
 use crate::scans::{
@@ -755,9 +755,7 @@ impl ScanStore for PgStore {
             return Err(StoreError::NotFound);
         }
         insert_history(&mut tx, &update.history).await?;
-        for event in &update.events {
-            insert_platform_event(&mut tx, event).await?;
-        }
+        insert_platform_events(&mut tx, &update.events).await?;
         tx.commit().await?;
         Ok(())
     }
